@@ -1,0 +1,60 @@
+"""The contract every encoder adapter keeps: timm weights inside, images + visible map in, stage maps out."""
+
+import re
+from abc import ABC, abstractmethod
+
+import torch
+from torch import nn
+
+from hiermae.masks import check_divisible
+
+
+class MaskedEncoder(nn.Module, ABC):
+    """Run a timm backbone on an image whose masked units are to be ignored.
+
+    Subclasses hold the timm model as `self.model` (so its parameter names are timm's) and set
+    `out_channels` / `out_strides` (one entry per returned stage). `sparse=True` computes at visible sites only;
+    `sparse=False` is the dense reference with the same modules.
+    """
+
+    mask_unit: int = 32
+    family: str = ""
+    examples: str = ""  # a few supported timm names, for error messages
+    name_pattern: str = ""  # regular expression matched against the full timm name
+
+    @classmethod
+    def supports(cls, name: str) -> bool:
+        """Whether this family adapts the timm model `name`."""
+        return re.fullmatch(cls.name_pattern, name) is not None
+
+    def __init__(self, name: str, *, sparse: bool, input_size: int) -> None:
+        super().__init__()
+        self.name = name
+        self.sparse = sparse
+        self.input_size = input_size
+        self.out_channels: list[int] = []
+        self.out_strides: list[int] = []
+
+    @abstractmethod
+    def forward(self, images: torch.Tensor, visible: torch.Tensor) -> list[torch.Tensor]:
+        """Return one dense map per stage (B×C×H/s×W/s), zero at masked sites; `visible` is B×h×w bool."""
+
+    def timm_state_dict(self) -> dict[str, torch.Tensor]:
+        """The encoder weights under timm's own names (what `timm.create_model(name)` loads, head excluded)."""
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def check_input(self, images: torch.Tensor, visible: torch.Tensor) -> None:
+        """Raise a ValueError naming the problem when images and visible map disagree with the mask unit."""
+        check_divisible(images.shape[-2:], self.mask_unit)
+        height, width = images.shape[-2] // self.mask_unit, images.shape[-1] // self.mask_unit
+        if visible.shape != (images.shape[0], height, width) or visible.dtype != torch.bool:
+            raise ValueError(
+                f"visible must be a bool tensor of shape {(images.shape[0], height, width)} "
+                f"(one cell per {self.mask_unit}-px unit), got {tuple(visible.shape)} {visible.dtype}"
+            )
+
+
+def zero_masked(features: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    """Zero a B×C×H×W map wherever the B×H×W visible map is False."""
+    return features * visible.unsqueeze(1).to(features.dtype)
+

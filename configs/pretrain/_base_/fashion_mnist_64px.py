@@ -1,0 +1,11 @@
+# Fashion-MNIST (the embedded default data, Debian package dataset-fashion-mnist) upsampled to 64 px RGB.
+image_size = 64
+train_dataloader = dict(
+    batch_size=32,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type="DefaultSampler", shuffle=True),
+    collate_fn=dict(type="pseudo_collate"),
+    dataset=dict(type="FashionMNIST", split="train", image_size=image_size, flip=True),
+)
+data_preprocessor = dict(type="ImgDataPreprocessor", mean=[72.9, 72.9, 72.9], std=[90.0, 90.0, 90.0])

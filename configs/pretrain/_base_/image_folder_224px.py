@@ -1,0 +1,11 @@
+# The user's own images: set train_dataloader.dataset.root (flat folder or class sub-folders) with --cfg-options.
+image_size = 224
+train_dataloader = dict(
+    batch_size=64,
+    num_workers=8,
+    persistent_workers=True,
+    sampler=dict(type="DefaultSampler", shuffle=True),
+    collate_fn=dict(type="pseudo_collate"),
+    dataset=dict(type="ImageFolder", root="data/images", image_size=image_size),
+)
+data_preprocessor = dict(type="ImgDataPreprocessor", mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])

@@ -1,0 +1,14 @@
+# Sparse ConvNeXt-atto masked pretraining on Fashion-MNIST at 64 px: the `make demo` job.
+_base_ = ["_base_/default_runtime.py", "_base_/fashion_mnist_64px.py", "_base_/adamw_cosine.py"]
+
+model = dict(
+    type="MaskedPretrainer",
+    backbone="convnext_atto",
+    sparse=True,
+    input_size=64,
+    mask=dict(type="random", mask_ratio=0.75),
+    decoder=dict(type="unet", width=256),
+    target=dict(type="norm_pixels"),
+    loss=dict(type="mse"),
+    data_preprocessor={{_base_.data_preprocessor}},
+)

@@ -1,0 +1,128 @@
+"""`MaskedPretrainer`: the one place that strings mask, encoder, decoder, target and loss together."""
+
+from typing import Any
+
+import torch
+from mmengine.logging import MessageHub
+from mmengine.model import BaseModel
+from mmengine.registry import MODELS
+
+from hiermae.encoders import build_encoder
+from hiermae.masks import MaskPyramid, check_divisible
+from hiermae.registry import DECODERS, LOSSES, MASK_GENERATORS, TARGETS, build_part
+
+_MASK64 = (1 << 63) - 1
+
+
+def mix_seed(*parts: int) -> int:
+    """Hash integers into one 63-bit seed (splitmix64 steps), so nearby inputs give unrelated masks."""
+    state = 0x9E3779B97F4A7C15
+    for part in parts:
+        state = (state ^ (int(part) & _MASK64)) * 0xBF58476D1CE4E5B9 & _MASK64
+        state = (state ^ (state >> 31)) * 0x94D049BB133111EB & _MASK64
+    return state
+
+
+@MODELS.register_module()
+class MaskedPretrainer(BaseModel):
+    """Masked image modeling: mask units, encode the visible ones, decode every unit, score the masked ones.
+
+    Called as `model(images)` it returns `loss`, `pred` (B×3×H×W in the input's pixel space; None for
+    non-invertible targets such as HOG) and `visible` (B×h×w bool). Under an mmengine runner each sample's mask
+    is seeded from (`mask_seed`, iteration, sample index), so a resumed run draws the same masks again.
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        sparse: bool = True,
+        input_size: int = 224,
+        mask: dict[str, Any] | None = None,
+        decoder: dict[str, Any] | None = None,
+        target: dict[str, Any] | None = None,
+        loss: dict[str, Any] | None = None,
+        mask_seed: int = 0,
+        data_preprocessor: dict[str, Any] | None = None,
+        init_cfg: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.encoder = build_encoder(backbone, sparse=sparse, input_size=input_size)
+        self.unit = self.encoder.mask_unit
+        check_divisible((input_size, input_size), self.unit)
+        self.backbone = backbone
+        self.input_size = input_size
+        self.mask_seed = mask_seed
+        self.mask_generator = build_part(MASK_GENERATORS, mask or "random")
+        self.target = build_part(TARGETS, target or "norm_pixels")
+        self.loss_fn = build_part(LOSSES, loss or "mse")
+        default_decoder = "transformer" if len(self.encoder.out_strides) == 1 else "unet"
+        self.decoder = build_part(
+            DECODERS,
+            decoder or default_decoder,
+            in_channels=list(self.encoder.out_channels),
+            in_strides=list(self.encoder.out_strides),
+            out_channels=self.target.channels,
+            out_stride=self.target.stride,
+        )
+
+    def sample_seeds(self, data_samples: dict | list[dict] | None) -> torch.Tensor | None:
+        """Per-sample mask seeds from the runner's iteration and each sample's dataset index, if known.
+
+        `data_samples` is what the collate function made of the items' `data_samples`: a dict of lists
+        (mmengine's `pseudo_collate`) or a list of dicts.
+        """
+        if isinstance(data_samples, dict):
+            indices = data_samples.get("index")
+        elif data_samples and isinstance(data_samples[0], dict):
+            indices = [sample.get("index") for sample in data_samples]
+        else:
+            indices = None
+        if indices is None or any(index is None for index in indices):
+            return None
+        iteration = MessageHub.get_current_instance().get_info("iter", 0)
+        return torch.tensor([mix_seed(self.mask_seed, iteration, int(index)) for index in indices])
+
+    def draw_mask(self, images: torch.Tensor, seeds: torch.Tensor | None = None) -> torch.Tensor:
+        """The B×h×w visible map for a batch of images."""
+        check_divisible(images.shape[-2:], self.unit)
+        grid = (images.shape[-2] // self.unit, images.shape[-1] // self.unit)
+        return self.mask_generator(images.shape[0], grid, seeds).to(images.device)
+
+    def reconstruct(self, images: torch.Tensor, visible: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Encode the visible units, predict the target for every unit, and score the masked ones."""
+        features = self.encoder(images, visible)
+        pyramid = MaskPyramid(visible, self.unit)
+        prediction = self.decoder(features, [pyramid.at(s) for s in self.encoder.out_strides])
+        target = self.target(images, self.unit)
+        return {"loss": self.loss_fn(prediction, target, visible), "prediction": prediction}
+
+    def forward(
+        self,
+        inputs: torch.Tensor,
+        data_samples: dict | list[dict] | None = None,
+        mode: str = "tensor",
+        visible: torch.Tensor | None = None,
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """mode 'loss': {'loss'} for the runner; 'tensor': {'loss', 'pred', 'visible'}; 'predict': per sample."""
+        if visible is None:
+            visible = self.draw_mask(inputs, self.sample_seeds(data_samples))
+        result = self.reconstruct(inputs, visible)
+        if mode == "loss":
+            return {"loss": result["loss"]}
+        pred = self.target.to_image(result["prediction"], inputs, self.unit)
+        if mode == "tensor":
+            return {"loss": result["loss"], "pred": pred, "visible": visible}
+        if mode == "predict":
+            return [
+                {"pred": None if pred is None else pred[i], "visible": visible[i]} for i in range(inputs.shape[0])
+            ]
+        raise ValueError(f"unknown mode {mode!r}; use 'loss', 'tensor' or 'predict'")
+
+
+def build_pretrainer(
+    backbone: str, *, sparse: bool = True, mask_ratio: float = 0.75, input_size: int = 224, **cfg: Any
+) -> MaskedPretrainer:
+    """Build a `MaskedPretrainer` for a timm backbone name; `cfg` may set mask, decoder, target, loss, ..."""
+    mask = dict(cfg.pop("mask", None) or {"type": "random"})
+    mask.setdefault("mask_ratio", mask_ratio)
+    return MaskedPretrainer(backbone, sparse=sparse, input_size=input_size, mask=mask, **cfg)

@@ -1,0 +1,48 @@
+"""Train from an mmengine config: masked pretraining, or the downstream detection / segmentation configs.
+
+    python tools/train.py CONFIG [--work-dir D] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
+                                 [--launcher none|pytorch]
+"""
+
+import argparse
+import os
+from mmengine.config import DictAction
+from mmengine.runner import Runner
+
+import hiermae  # noqa: F401  (registers hiermae's models, datasets and hooks)
+from hiermae.checkpoint import trust_local_checkpoints
+from hiermae.training import build_config
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="path of an mmengine config file")
+    parser.add_argument("--work-dir", help="where logs, checkpoints and reconstructions go")
+    parser.add_argument(
+        "--resume", nargs="?", const="auto", default=None,
+        help="resume from CKPT, or from the work dir's last checkpoint when no path is given",
+    )  # fmt: skip
+    parser.add_argument("--amp", action="store_true", help="mixed precision (bf16 on CPU, fp16 on GPU)")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys: key=value")
+    parser.add_argument("--launcher", choices=["none", "pytorch"], default="none", help="job launcher")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.launcher == "pytorch" and "LOCAL_RANK" not in os.environ:
+        raise SystemExit("--launcher pytorch must run under torchrun (LOCAL_RANK is not set)")
+    trust_local_checkpoints()
+    cfg = build_config(
+        args.config,
+        work_dir=args.work_dir,
+        resume=args.resume,
+        amp=args.amp,
+        cfg_options=args.cfg_options,
+        launcher=args.launcher,
+    )
+    Runner.from_cfg(cfg).train()
+
+
+if __name__ == "__main__":
+    main()
