@@ -97,7 +97,9 @@ class ImageFolder(Dataset):
     readable one and counted, so a bad file never stops a run.
     """
 
-    def __init__(self, root: str, image_size: int = 224, scale: tuple[float, float] = (0.2, 1.0), flip: bool = True) -> None:
+    def __init__(
+        self, root: str, image_size: int = 224, scale: tuple[float, float] = (0.2, 1.0), flip: bool = True
+    ) -> None:
         root_path = Path(root)
         if not root_path.is_dir():
             raise FileNotFoundError(f"image folder {root} does not exist")

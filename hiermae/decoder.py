@@ -7,7 +7,6 @@ Every decoder first densifies: masked sites of each level get that level's learn
 
 
 import torch
-import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import nn
@@ -83,9 +82,9 @@ class UNetDecoder(Decoder):
         widths = [max(min_width, width >> (levels - 1 - i)) for i in range(levels)]
         self.lateral = nn.ModuleList(nn.Conv2d(c, w, 1) for c, w in zip(in_channels, widths))
         self.refine = nn.ModuleList(conv_block(w, w) for w in widths)
+        ratios = [coarse // fine for fine, coarse in zip(in_strides, in_strides[1:])]
         self.upsample = nn.ModuleList(
-            nn.ConvTranspose2d(widths[i + 1], widths[i], in_strides[i + 1] // in_strides[i], in_strides[i + 1] // in_strides[i])
-            for i in range(levels - 1)
+            nn.ConvTranspose2d(widths[i + 1], widths[i], ratio, stride=ratio) for i, ratio in enumerate(ratios)
         )
         self.head = self.make_head(widths[0], in_strides[0])
 
@@ -103,7 +102,9 @@ def sincos_position_embedding(height: int, width: int, dim: int) -> torch.Tensor
     if dim % 4:
         raise ValueError(f"sin-cos position embedding needs dim divisible by 4, got {dim}")
     frequencies = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float32) / (dim // 4))
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij"
+    )
     parts = []
     for axis in (ys, xs):
         angles = axis.flatten()[:, None] * frequencies[None]

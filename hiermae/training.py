@@ -8,14 +8,15 @@ from mmengine.config import Config
 
 
 def enable_amp(cfg: Config) -> None:
-    """Switch the optimiser wrapper to automatic mixed precision: bf16 where there is no GPU."""
+    """Switch the optimiser wrapper to mixed precision: fp16 with loss scaling on a GPU, bf16 autocast on CPU."""
     wrapper = cfg.optim_wrapper
-    if wrapper.get("type", "OptimWrapper") == "AmpOptimWrapper":
+    if wrapper.get("type", "OptimWrapper") in ("AmpOptimWrapper", "AutocastOptimWrapper"):
         return
-    wrapper.type = "AmpOptimWrapper"
     if torch.cuda.is_available():
+        wrapper.type = "AmpOptimWrapper"
         wrapper.setdefault("loss_scale", "dynamic")
     else:
+        wrapper.type = "AutocastOptimWrapper"
         wrapper.dtype = "bfloat16"
 
 

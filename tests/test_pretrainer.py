@@ -91,3 +91,18 @@ def test_runner_seeds_masks_by_iteration_and_index():
     assert not torch.equal(first, model.sample_seeds(samples))
     assert torch.equal(model.sample_seeds({"index": [3, 4], "label": [0, 1]}), model.sample_seeds(samples))
     assert model.sample_seeds(None) is None
+
+
+def test_cpu_mixed_precision_wrapper_runs_the_forward_in_bfloat16():
+    from hiermae.amp import AutocastOptimWrapper
+
+    model = hiermae.build_pretrainer("vit_tiny_patch16_224", input_size=64)
+    wrapper = AutocastOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    images = torch.randn(2, 3, 64, 64)
+    with wrapper.optim_context(model):
+        visible = model.draw_mask(images)
+        features = model.encoder(images, visible)
+        loss = model(images, visible=visible)["loss"]
+    assert features[-1].dtype == torch.bfloat16
+    wrapper.update_params(loss)
+    assert all(p.dtype == torch.float32 for p in model.parameters())

@@ -46,11 +46,12 @@ def test_train_writes_checkpoints_reconstructions_and_resumes(tmp_path):
     assert any(key.startswith("encoder.model.layer4") for key in checkpoint["state_dict"])
 
 
-def test_resume_from_an_explicit_checkpoint(tmp_path):
+def test_resume_from_an_explicit_checkpoint_with_mixed_precision(tmp_path):
     assert train("--work-dir", str(tmp_path / "a"), iters=2).returncode == 0
-    resumed = train("--work-dir", str(tmp_path / "b"), "--resume", str(tmp_path / "a" / "iter_2.pth"), iters=3)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resumed epoch: 0, iter: 2" in resumed.stdout + resumed.stderr
+    resumed = train("--work-dir", str(tmp_path / "b"), "--resume", str(tmp_path / "a" / "iter_2.pth"), "--amp", iters=3)
+    log = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, log[-3000:]
+    assert "resumed epoch: 0, iter: 2" in log and "Iter(train) [3/3]" in log
 
 
 def test_unknown_backbone_in_a_config_is_named(tmp_path):

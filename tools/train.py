@@ -6,6 +6,7 @@
 
 import argparse
 import os
+
 from mmengine.config import DictAction
 from mmengine.runner import Runner
 

@@ -14,7 +14,11 @@ custom_hooks = [
     dict(type="ReconstructionHook", interval=200, num_images=6),
     dict(type="TrainingSummaryHook", window=10),
 ]
-env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0), dist_cfg=dict(backend="gloo"))
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
+    dist_cfg=dict(backend="gloo"),
+)
 log_processor = dict(by_epoch=False, window_size=10)
 log_level = "INFO"
 visualizer = dict(type="Visualizer", vis_backends=[dict(type="LocalVisBackend"), dict(type="TensorboardVisBackend")])
