@@ -98,11 +98,10 @@ def test_cpu_mixed_precision_wrapper_runs_the_forward_in_bfloat16():
 
     model = hiermae.build_pretrainer("vit_tiny_patch16_224", input_size=64)
     wrapper = AutocastOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
-    images = torch.randn(2, 3, 64, 64)
+    seen = []
+    model.encoder.model.blocks[0].attn.qkv.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
     with wrapper.optim_context(model):
-        visible = model.draw_mask(images)
-        features = model.encoder(images, visible)
-        loss = model(images, visible=visible)["loss"]
-    assert features[-1].dtype == torch.bfloat16
+        loss = model(torch.randn(2, 3, 64, 64))["loss"]
+    assert seen == [torch.bfloat16] and torch.isfinite(loss)
     wrapper.update_params(loss)
     assert all(p.dtype == torch.float32 for p in model.parameters())
