@@ -4,7 +4,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,19 +56,3 @@ def test_resume_from_an_explicit_checkpoint_with_mixed_precision(tmp_path):
 def test_unknown_backbone_in_a_config_is_named(tmp_path):
     result = train("--work-dir", str(tmp_path), "--cfg-options", "model.backbone=alexnet", iters=1)
     assert result.returncode != 0 and "unsupported backbone 'alexnet'" in result.stderr
-
-
-def test_mmengine_checkpoints_load_with_torch_weights_only_default(tmp_path):
-    """The fix: mmengine's own checkpoints pickle a HistoryBuffer, which torch ≥ 2.6's default load refuses."""
-    from mmengine.logging import HistoryBuffer
-    from mmengine.runner.checkpoint import _load_checkpoint
-
-    from hiermae.checkpoint import trust_local_checkpoints
-
-    path = tmp_path / "ckpt.pth"
-    torch.save({"state_dict": {}, "message_hub": {"log_scalars": {"loss": HistoryBuffer([1.0], [1])}}}, path)
-    with pytest.raises(Exception, match="Weights only load failed"):
-        torch.load(path)
-    trust_local_checkpoints()
-    loaded = _load_checkpoint(str(path), map_location="cpu")
-    assert isinstance(loaded["message_hub"]["log_scalars"]["loss"], HistoryBuffer)

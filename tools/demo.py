@@ -9,7 +9,7 @@ from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 import hiermae  # noqa: F401  (registers hiermae's models, datasets and hooks)
-from hiermae.checkpoint import trust_local_checkpoints
+from hiermae.checkpoint import configure_checkpoint_io
 from hiermae.hooks import ReconstructionHook, TrainingSummaryHook
 from hiermae.training import build_config
 
@@ -20,7 +20,7 @@ def main() -> None:
     parser.add_argument("--work-dir", default="work_dirs/demo")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction)
     args = parser.parse_args()
-    trust_local_checkpoints()
+    configure_checkpoint_io()
     runner = Runner.from_cfg(build_config(args.config, work_dir=args.work_dir, cfg_options=args.cfg_options))
     runner.train()
     summary = next(h for h in runner.hooks if isinstance(h, TrainingSummaryHook))

@@ -11,7 +11,7 @@ from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 import hiermae  # noqa: F401  (registers hiermae's models, datasets and hooks)
-from hiermae.checkpoint import trust_local_checkpoints
+from hiermae.checkpoint import configure_checkpoint_io
 from hiermae.training import build_config
 
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.launcher == "pytorch" and "LOCAL_RANK" not in os.environ:
         raise SystemExit("--launcher pytorch must run under torchrun (LOCAL_RANK is not set)")
-    trust_local_checkpoints()
+    configure_checkpoint_io()
     cfg = build_config(
         args.config,
         work_dir=args.work_dir,
