@@ -16,6 +16,12 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if is_model_wrapper(model) else model
 
 
+def last_checkpoint(runner) -> str | None:  # noqa: ANN001
+    """The path mmengine's CheckpointHook recorded as the latest save, if any."""
+    pointer = Path(runner.work_dir) / "last_checkpoint"
+    return pointer.read_text().strip() if pointer.exists() else None
+
+
 def to_unit_range(images: torch.Tensor, preprocessor: torch.nn.Module) -> torch.Tensor:
     """Undo the data preprocessor's normalisation and scale pixels to [0, 1]."""
     if getattr(preprocessor, "_enable_normalize", False):
@@ -98,10 +104,28 @@ class TrainingSummaryHook(Hook):
         if not self.losses:
             return
         first, last, count = self.loss_means()
-        pointer = Path(runner.work_dir) / "last_checkpoint"
-        checkpoint = pointer.read_text().strip() if pointer.exists() else "(none saved)"
+        checkpoint = last_checkpoint(runner) or "(none saved)"
         grids = sorted((Path(runner.work_dir) / "reconstructions").glob("*.png"))
         runner.logger.info(
             f"summary: loss at start {first:.4f}, at end {last:.4f} (means of the first and last {count} iterations "
             f"of this run); checkpoint {checkpoint}; reconstruction {grids[-1] if grids else '(none)'}"
         )
+
+
+@HOOKS.register_module()
+class NonFiniteLossHook(Hook):
+    """Stop the run at the first NaN or infinite loss, before a checkpoint could store the damaged weights.
+
+    It runs before `CheckpointHook` (higher priority), so the last checkpoint on disk is the last good one.
+    """
+
+    priority = "ABOVE_NORMAL"
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:  # noqa: ANN001
+        loss = (outputs or {}).get("loss")
+        if loss is not None and not torch.isfinite(torch.as_tensor(loss)).all():
+            last = last_checkpoint(runner) or "none was saved yet"
+            raise FloatingPointError(
+                f"non-finite loss {float(loss)} at iteration {runner.iter + 1}; stopping. "
+                f"Last good checkpoint: {last} (resume with --resume)"
+            )

@@ -56,3 +56,13 @@ def test_resume_from_an_explicit_checkpoint_with_mixed_precision(tmp_path):
 def test_unknown_backbone_in_a_config_is_named(tmp_path):
     result = train("--work-dir", str(tmp_path), "--cfg-options", "model.backbone=alexnet", iters=1)
     assert result.returncode != 0 and "unsupported backbone 'alexnet'" in result.stderr
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    poisoned = train("--work-dir", str(tmp_path), "--cfg-options", "optim_wrapper.optimizer.lr=1e30", iters=4)
+    log = poisoned.stdout + poisoned.stderr
+    assert poisoned.returncode != 0 and "non-finite loss" in log and "at iteration" in log
+    pointer = tmp_path / "last_checkpoint"
+    if pointer.exists():
+        checkpoint = torch.load(pointer.read_text().strip(), weights_only=False)
+        assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())

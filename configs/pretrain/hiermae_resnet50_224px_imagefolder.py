@@ -22,4 +22,8 @@ param_scheduler = [
     dict(type="CosineAnnealingLR", by_epoch=False, begin=warmup_iters, end=max_iters, eta_min=1e-6),
 ]
 default_hooks = dict(checkpoint=dict(interval=2000))
-custom_hooks = [dict(type="ReconstructionHook", interval=2000), dict(type="TrainingSummaryHook")]
+custom_hooks = [
+    dict(type="ReconstructionHook", interval=2000),
+    dict(type="TrainingSummaryHook"),
+    dict(type="NonFiniteLossHook"),
+]

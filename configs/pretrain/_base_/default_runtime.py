@@ -13,6 +13,7 @@ default_hooks = dict(
 custom_hooks = [
     dict(type="ReconstructionHook", interval=200, num_images=6),
     dict(type="TrainingSummaryHook", window=10),
+    dict(type="NonFiniteLossHook"),
 ]
 env_cfg = dict(
     cudnn_benchmark=False,
