@@ -93,7 +93,7 @@ class TrainingSummaryHook(Hook):
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:  # noqa: ANN001
         if outputs and "loss" in outputs:
-            self.losses.append(float(outputs["loss"]))
+            self.losses.append(float(outputs["loss"].detach()))
 
     def loss_means(self) -> tuple[float, float, int]:
         """Mean loss of the first and of the last `window` iterations of this run, and the window used."""

@@ -3,24 +3,13 @@
 from typing import Any
 
 import torch
-from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
 from hiermae.encoders import build_encoder
 from hiermae.masks import MaskPyramid, check_divisible
 from hiermae.registry import DECODERS, LOSSES, MASK_GENERATORS, TARGETS, build_part
-
-_MASK64 = (1 << 63) - 1
-
-
-def mix_seed(*parts: int) -> int:
-    """Hash integers into one 63-bit seed (splitmix64 steps), so nearby inputs give unrelated masks."""
-    state = 0x9E3779B97F4A7C15
-    for part in parts:
-        state = (state ^ (int(part) & _MASK64)) * 0xBF58476D1CE4E5B9 & _MASK64
-        state = (state ^ (state >> 31)) * 0x94D049BB133111EB & _MASK64
-    return state
+from hiermae.seeding import batch_seeds
 
 
 @MODELS.register_module()
@@ -66,21 +55,8 @@ class MaskedPretrainer(BaseModel):
         )
 
     def sample_seeds(self, data_samples: dict | list[dict] | None) -> torch.Tensor | None:
-        """Per-sample mask seeds from the runner's iteration and each sample's dataset index, if known.
-
-        `data_samples` is what the collate function made of the items' `data_samples`: a dict of lists
-        (mmengine's `pseudo_collate`) or a list of dicts.
-        """
-        if isinstance(data_samples, dict):
-            indices = data_samples.get("index")
-        elif data_samples and isinstance(data_samples[0], dict):
-            indices = [sample.get("index") for sample in data_samples]
-        else:
-            indices = None
-        if indices is None or any(index is None for index in indices):
-            return None
-        iteration = MessageHub.get_current_instance().get_info("iter", 0)
-        return torch.tensor([mix_seed(self.mask_seed, iteration, int(index)) for index in indices])
+        """Per-sample mask seeds from the runner's iteration and each sample's dataset index, if known."""
+        return batch_seeds(self.mask_seed, data_samples)
 
     def draw_mask(self, images: torch.Tensor, seeds: torch.Tensor | None = None) -> torch.Tensor:
         """The B×h×w visible map for a batch of images."""

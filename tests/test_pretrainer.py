@@ -105,3 +105,19 @@ def test_cpu_mixed_precision_wrapper_runs_the_forward_in_bfloat16():
     assert seen == [torch.bfloat16] and torch.isfinite(loss)
     wrapper.update_params(loss)
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_preprocessor_flip_is_seeded_by_iteration_and_index():
+    from mmengine.logging import MessageHub
+
+    from hiermae.preprocess import MIMDataPreprocessor
+
+    preprocessor = MIMDataPreprocessor(flip_prob=0.5, mean=[0.0] * 3, std=[1.0] * 3)
+    images = [torch.arange(12.0).view(1, 2, 6).expand(3, 2, 6).clone() for _ in range(16)]
+    batch = {"inputs": images, "data_samples": {"index": list(range(16))}}
+    MessageHub.get_current_instance().update_info("iter", 3)
+    first = preprocessor(batch, training=True)["inputs"]
+    flipped = [bool(torch.equal(image, images[0].flip(-1))) for image in first]
+    assert 0 < sum(flipped) < 16
+    assert torch.equal(preprocessor(batch, training=True)["inputs"], first)
+    assert torch.equal(preprocessor(batch, training=False)["inputs"], torch.stack(images))

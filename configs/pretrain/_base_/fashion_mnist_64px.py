@@ -6,6 +6,6 @@ train_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type="DefaultSampler", shuffle=True),
     collate_fn=dict(type="pseudo_collate"),
-    dataset=dict(type="FashionMNIST", split="train", image_size=image_size, flip=True),
+    dataset=dict(type="FashionMNIST", split="train", image_size=image_size),
 )
-data_preprocessor = dict(type="ImgDataPreprocessor", mean=[72.9, 72.9, 72.9], std=[90.0, 90.0, 90.0])
+data_preprocessor = dict(type="MIMDataPreprocessor", flip_prob=0.5, mean=[72.9, 72.9, 72.9], std=[90.0, 90.0, 90.0])
