@@ -1,0 +1,77 @@
+"""timm ConvNeXt and ConvNeXt-V2 (patch stem, depthwise blocks, GRN) on masked images, sparse or masked-dense."""
+
+import timm
+import torch
+from timm.models.convnext import ConvNeXtBlock
+from torch import nn
+
+from hiermae.backbones.base import MaskedEncoder
+from hiermae.registry import ENCODERS
+from hiermae.sparse import Engine, FeatureMap, build_engine
+
+
+@ENCODERS.register_module()
+class ConvNeXtEncoder(MaskedEncoder):
+    """Outputs of stages 0..3 (strides 4, 8, 16, 32). The smallest input is one 32-px unit.
+
+    The classifier head (including its norm) is dropped, so `timm_state_dict()` is timm's state dict minus `head.*`.
+    """
+
+    family = "convnext"
+    examples = "convnext_atto, convnext_tiny, convnext_base, convnextv2_atto, convnextv2_tiny"
+    name_pattern = r"convnext(v2)?_(atto|femto|pico|nano|tiny|small|base|large|xlarge|huge)"
+
+    def __init__(self, name: str, *, sparse: bool = True, input_size: int = 224) -> None:
+        super().__init__(name, sparse=sparse, input_size=input_size)
+        self.model = timm.create_model(name, pretrained=False, num_classes=0)
+        self.model.head = nn.Identity()
+        check_plain_convnext(self.model)
+        self.out_channels = [info["num_chs"] for info in self.model.feature_info]
+        self.out_strides = [4, 8, 16, 32]
+
+    def forward(self, images: torch.Tensor, visible: torch.Tensor) -> list[torch.Tensor]:
+        self.check_input(images, visible)
+        engine = build_engine(visible, self.mask_unit, sparse=self.sparse)
+        stem_conv, stem_norm = self.model.stem
+        x = engine.layer_norm(engine.conv(engine.images(images), stem_conv), stem_norm)
+        outputs = []
+        for stage in self.model.stages:
+            if not isinstance(stage.downsample, nn.Identity):
+                norm, conv = stage.downsample
+                x = engine.conv(engine.layer_norm(x, norm), conv)
+            for block in stage.blocks:
+                x = convnext_block(engine, block, x)
+            outputs.append(engine.dense(x))
+        return outputs
+
+
+def convnext_block(engine: Engine, block: ConvNeXtBlock, x: FeatureMap) -> FeatureMap:
+    """Depthwise conv, LayerNorm, MLP (with GRN in V2), layer scale and residual, as timm computes them."""
+    mlp = block.mlp
+    y = engine.layer_norm(engine.conv(x, block.conv_dw), block.norm)
+    y = engine.act(engine.linear(y, mlp.fc1), mlp.act)
+    if hasattr(mlp, "grn"):
+        y = engine.grn(y, mlp.grn)
+    y = engine.linear(y, mlp.fc2)
+    if block.gamma is not None:
+        y = engine.scale(y, block.gamma)
+    return engine.add(y, x)
+
+
+def check_plain_convnext(model: nn.Module) -> None:
+    """Raise for timm ConvNeXt options the masked engines do not implement (overlapping stems, dropout, ...)."""
+    if len(model.stem) != 2 or not isinstance(model.stem[1], nn.LayerNorm):
+        raise NotImplementedError("only the patchify stem (conv + LayerNorm) is supported")
+    for stage in model.stages:
+        for block in stage.blocks:
+            mlp = block.mlp
+            plain = (
+                isinstance(block.norm, nn.LayerNorm)
+                and isinstance(block.shortcut, nn.Identity)
+                and isinstance(block.drop_path, nn.Identity)
+                and isinstance(getattr(mlp, "norm", nn.Identity()), nn.Identity)
+                and mlp.drop1.p == 0
+                and mlp.drop2.p == 0
+            )
+            if not plain:
+                raise NotImplementedError("unsupported ConvNeXt block options (norm, shortcut, drop path or dropout)")

@@ -1,0 +1,70 @@
+"""timm ResNet (basic and bottleneck blocks, 7×7 stem, max-pool) on masked images, sparse or masked-dense."""
+
+import timm
+import torch
+from timm.models.resnet import BasicBlock, Bottleneck
+from torch import nn
+
+from hiermae.backbones.base import MaskedEncoder
+from hiermae.registry import ENCODERS
+from hiermae.sparse import Engine, FeatureMap, build_engine
+
+
+@ENCODERS.register_module()
+class ResNetEncoder(MaskedEncoder):
+    """Outputs of layer1..layer4 (strides 4, 8, 16, 32). The smallest input is one 32-px unit."""
+
+    family = "resnet"
+    examples = "resnet18, resnet34, resnet50, resnet101"
+    name_pattern = r"resnet(18|26|34|50|101|152)"
+
+    def __init__(self, name: str, *, sparse: bool = True, input_size: int = 224) -> None:
+        super().__init__(name, sparse=sparse, input_size=input_size)
+        self.model = timm.create_model(name, pretrained=False, num_classes=0)
+        check_plain_resnet(self.model)
+        self.out_channels = [info["num_chs"] for info in self.model.feature_info[1:]]
+        self.out_strides = [4, 8, 16, 32]
+
+    def forward(self, images: torch.Tensor, visible: torch.Tensor) -> list[torch.Tensor]:
+        self.check_input(images, visible)
+        engine = build_engine(visible, self.mask_unit, sparse=self.sparse)
+        model = self.model
+        x = engine.conv(engine.images(images), model.conv1)
+        x = engine.max_pool(engine.act(engine.batch_norm(x, model.bn1), model.act1), model.maxpool)
+        outputs = []
+        for layer in (model.layer1, model.layer2, model.layer3, model.layer4):
+            for block in layer:
+                x = residual_block(engine, block, x)
+            outputs.append(engine.dense(x))
+        return outputs
+
+
+def residual_block(engine: Engine, block: BasicBlock | Bottleneck, x: FeatureMap) -> FeatureMap:
+    """One basic or bottleneck block, as timm's forward computes it, on the engine."""
+    if isinstance(block, Bottleneck):
+        layers = [(block.conv1, block.bn1, block.act1), (block.conv2, block.bn2, block.act2), (block.conv3, block.bn3)]
+        final_act = block.act3
+    else:
+        layers = [(block.conv1, block.bn1, block.act1), (block.conv2, block.bn2)]
+        final_act = block.act2
+    out = x
+    for conv, bn, *act in layers:
+        out = engine.batch_norm(engine.conv(out, conv), bn)
+        if act:
+            out = engine.act(out, act[0])
+    shortcut = x
+    if block.downsample is not None:
+        shortcut = engine.batch_norm(engine.conv(x, block.downsample[0]), block.downsample[1])
+    return engine.act(engine.add(out, shortcut), final_act)
+
+
+def check_plain_resnet(model: nn.Module) -> None:
+    """Raise for timm ResNet options the masked engines do not implement (deep stems, SE, anti-aliasing, ...)."""
+    if not isinstance(model.conv1, nn.Conv2d) or not isinstance(model.maxpool, nn.MaxPool2d):
+        raise NotImplementedError("only the 7x7-conv + max-pool ResNet stem is supported")
+    for layer in (model.layer1, model.layer2, model.layer3, model.layer4):
+        for block in layer:
+            extras = [block.se, block.drop_path, None if isinstance(block.aa, nn.Identity) else block.aa,
+                      None if isinstance(block.drop_block, nn.Identity) else block.drop_block]
+            if not isinstance(block, (BasicBlock, Bottleneck)) or any(extra is not None for extra in extras):
+                raise NotImplementedError(f"unsupported ResNet block options in {type(block).__name__}")

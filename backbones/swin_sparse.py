@@ -1,0 +1,104 @@
+"""timm Swin's modules executed on visible tokens only: patch embedding, packed window attention, patch merging.
+
+Each function takes a timm submodule and runs its own weights on an (N, C) tensor of visible tokens whose sites
+are given by `TokenSites`; with every site visible the results equal timm's dense forward.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath
+from timm.models.swin_transformer import PatchMerging, SwinTransformerBlock, WindowAttention
+from torch import nn
+
+from hiermae.backbones.swin_windows import WindowPacking
+
+# timm's PatchMerging concatenates the 2×2 children in this (dy, dx) order
+MERGE_ORDER = ((0, 0), (1, 0), (0, 1), (1, 1))
+
+
+@dataclass(frozen=True)
+class TokenSites:
+    """The visible sites of one stage, one per token, in row-major order of the B×H×W visible map."""
+
+    visible: torch.Tensor
+    batch: torch.Tensor
+    ys: torch.Tensor
+    xs: torch.Tensor
+
+    @classmethod
+    def of(cls, visible: torch.Tensor) -> "TokenSites":
+        batch, ys, xs = visible.nonzero(as_tuple=True)
+        return cls(visible, batch, ys, xs)
+
+    @property
+    def coordinates(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.batch, self.ys, self.xs
+
+    def index_map(self) -> torch.Tensor:
+        """B×H×W map from a site to its token index (-1 at masked sites)."""
+        index = torch.full(self.visible.shape, -1, dtype=torch.long, device=self.visible.device)
+        index[self.batch, self.ys, self.xs] = torch.arange(len(self.batch), device=self.visible.device)
+        return index
+
+    def scatter(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The tokens as a dense B×C×H×W map, zero at masked sites."""
+        dense = tokens.new_zeros(*self.visible.shape, tokens.shape[1])
+        dense[self.batch, self.ys, self.xs] = tokens
+        return dense.permute(0, 3, 1, 2)
+
+
+def embed_visible_patches(patch_embed: nn.Module, images: torch.Tensor, sites: TokenSites) -> torch.Tensor:
+    """timm's PatchEmbed (stride = kernel conv, then norm) on the visible patches only, as one matmul."""
+    proj = patch_embed.proj
+    patch_h, patch_w = proj.kernel_size
+    batch, channels, height, width = images.shape
+    patches = images.view(batch, channels, height // patch_h, patch_h, width // patch_w, patch_w)
+    picked = patches.permute(0, 2, 4, 1, 3, 5)[sites.batch, sites.ys, sites.xs].flatten(1)
+    return patch_embed.norm(F.linear(picked, proj.weight.flatten(1), proj.bias))
+
+
+def merge_visible_patches(
+    downsample: PatchMerging, tokens: torch.Tensor, fine: TokenSites, coarse: TokenSites
+) -> torch.Tensor:
+    """timm's PatchMerging for the visible coarse sites; their 2×2 children are all visible (unit alignment)."""
+    index = fine.index_map()
+    children = [index[coarse.batch, 2 * coarse.ys + dy, 2 * coarse.xs + dx] for dy, dx in MERGE_ORDER]
+    merged = torch.cat([tokens[child] for child in children], dim=1)
+    return downsample.reduction(downsample.norm(merged))
+
+
+def packed_window_attention(attn: WindowAttention, normed: torch.Tensor, packing: WindowPacking) -> torch.Tensor:
+    """timm's WindowAttention over the packed bins: qkv and proj on visible tokens, SDPA with bias + group mask."""
+    rows = attn.qkv(F.pad(normed, (0, 0, 0, 1)))  # the appended zero row feeds padding sites and empty slots
+    packed = rows[packing.source].view(packing.num_bins, packing.capacity, 3, attn.num_heads, -1)
+    query, key, value = packed.permute(2, 0, 3, 1, 4).unbind(0)
+    table = attn.relative_position_bias_table
+    table = torch.cat([table, table.new_full((1, table.shape[1]), float("-inf"))]).to(query.dtype)
+    bias = table.t()[:, packing.bias_index].transpose(0, 1)  # (bins, heads, capacity, capacity)
+    out = F.scaled_dot_product_attention(
+        query, key, value, attn_mask=bias, dropout_p=attn.attn_drop.p if attn.training else 0.0, scale=attn.scale
+    )
+    out = out.transpose(1, 2)[packing.token_bin, packing.token_offset].flatten(1)
+    return attn.proj_drop(attn.proj(out))
+
+
+def sample_drop_path(module: nn.Module, tokens: torch.Tensor, sites: TokenSites) -> torch.Tensor:
+    """timm's per-sample stochastic depth on tokens of a packed batch (identity in eval or when disabled)."""
+    if not isinstance(module, DropPath) or not module.training or module.drop_prob == 0.0:
+        return module(tokens)
+    keep_prob = 1.0 - module.drop_prob
+    keep = tokens.new_empty(sites.visible.shape[0]).bernoulli_(keep_prob)
+    if keep_prob > 0.0 and module.scale_by_keep:
+        keep = keep / keep_prob
+    return tokens * keep[sites.batch].unsqueeze(1)
+
+
+def sparse_block(
+    block: SwinTransformerBlock, tokens: torch.Tensor, sites: TokenSites, packing: WindowPacking
+) -> torch.Tensor:
+    """One SwinTransformerBlock on visible tokens: (shifted) window attention, then the MLP, both residual."""
+    attended = packed_window_attention(block.attn, block.norm1(tokens), packing)
+    tokens = tokens + sample_drop_path(block.drop_path1, attended, sites)
+    return tokens + sample_drop_path(block.drop_path2, block.mlp(block.norm2(tokens)), sites)

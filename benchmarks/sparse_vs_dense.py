@@ -1,0 +1,196 @@
+"""Sparse encoders against their dense reference (`sparse=False`) in the same run: time, peak memory, FLOPs.
+
+    python benchmarks/sparse_vs_dense.py --backbones resnet50,convnext_tiny --input 224 --batch 8 \
+        --mask-ratio 0.75 [--device cpu|cuda] [--json FILE]
+
+For each backbone and mode, in training mode:
+- time: encoder forward + backward (loss = Σ mean of the stage maps), median of `--repeats` runs after warm-up;
+- peak memory: CUDA: `torch.cuda.max_memory_allocated` over one step above the memory held before it;
+  CPU: how far one step raises the peak resident set (VmHWM, reset just before the step) above the resident set
+  before it, each measured in a fresh subprocess after building the encoder and a small warm-up step, so the
+  figure is the step's activations, gradients and workspace, not weights or library code;
+- FLOPs: forward multiply-adds counted by `hiermae.flops.count_flops` (fvcore plus handles for custom ops).
+Works for every name `hiermae.build_encoder` accepts (ResNet, ConvNeXt, Swin, ViT).
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from hiermae.encoders import build_encoder
+from hiermae.flops import count_flops
+from hiermae.masks import RandomMask
+
+
+def make_inputs(batch: int, size: int, ratio: float, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded images and random-mask visible map."""
+    images = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+    visible = RandomMask(ratio)(batch, (size // 32, size // 32), torch.arange(batch)).to(device)
+    return images, visible
+
+
+def train_step(encoder: torch.nn.Module, images: torch.Tensor, visible: torch.Tensor) -> None:
+    """One encoder forward and backward."""
+    outputs = encoder(images, visible)
+    sum(output.float().mean() for output in outputs).backward()
+    encoder.zero_grad(set_to_none=True)
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_step_seconds(encoder, images, visible, device: str, warmup: int, repeats: int) -> float:
+    """Median wall-clock time of a forward+backward step."""
+    for _ in range(warmup):
+        train_step(encoder, images, visible)
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        train_step(encoder, images, visible)
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_memory_bytes(args: argparse.Namespace, name: str, sparse: bool) -> int:
+    """Peak memory of one step (see the module docstring for what is measured on each device)."""
+    if args.device == "cuda":
+        encoder = build_encoder(name, sparse=sparse, input_size=args.input).to("cuda").train()
+        images, visible = make_inputs(args.batch, args.input, args.mask_ratio, "cuda")
+        train_step(encoder, images, visible)
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        train_step(encoder, images, visible)
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+    command = [sys.executable, __file__, "--memory-probe", name, "--sparse", str(int(sparse)),
+               "--input", str(args.input), "--batch", str(args.batch), "--mask-ratio", str(args.mask_ratio)]
+    return int(subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()[-1])
+
+
+def status_bytes(field: str) -> int:
+    """A memory field of /proc/self/status (VmRSS, VmHWM) in bytes."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
+
+
+def memory_probe(args: argparse.Namespace) -> None:
+    """Subprocess body: print how far one full-size step raises the peak RSS above the RSS before it (bytes).
+
+    The peak (VmHWM) is reset through /proc/self/clear_refs right before the step; ru_maxrss cannot be used
+    because Linux carries it over from the parent across fork and exec.
+    """
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    encoder = build_encoder(args.memory_probe, sparse=bool(args.sparse), input_size=args.input).train()
+    train_step(encoder, *make_inputs(2, args.input, args.mask_ratio, "cpu"))  # warm-up: allocator, library code
+    images, visible = make_inputs(args.batch, args.input, args.mask_ratio, "cpu")
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+    before = status_bytes("VmRSS")
+    train_step(encoder, images, visible)
+    print(status_bytes("VmHWM") - before)
+
+
+def measure(args: argparse.Namespace, name: str) -> dict[str, dict[str, float]]:
+    """Time, memory and FLOPs of the sparse encoder and the dense reference on the same weights and mask."""
+    dense = build_encoder(name, sparse=False, input_size=args.input).to(args.device).train()
+    sparse = build_encoder(name, sparse=True, input_size=args.input).to(args.device).train()
+    sparse.load_state_dict({k: v for k, v in dense.state_dict().items() if k != "mask_token"})
+    images, visible = make_inputs(args.batch, args.input, args.mask_ratio, args.device)
+    results = {}
+    for mode, encoder in (("dense", dense), ("sparse", sparse)):
+        if args.memory_only:
+            results[mode] = {"peak_mib": peak_memory_bytes(args, name, mode == "sparse") / 2**20}
+            print(f"{name} {mode}: peak_mib {results[mode]['peak_mib']:.1f}", flush=True)
+            continue
+        results[mode] = {
+            "step_ms": 1000 * median_step_seconds(encoder, images, visible, args.device, args.warmup, args.repeats),
+            "peak_mib": peak_memory_bytes(args, name, mode == "sparse") / 2**20,
+            "gflops": count_flops(encoder, (images, visible)) / 1e9,
+        }
+        print(f"{name} {mode}: " + ", ".join(f"{k} {v:.1f}" for k, v in results[mode].items()), flush=True)
+    return results
+
+
+def profile_step(args: argparse.Namespace, name: str, top: int = 12) -> None:
+    """Print the ops that dominate one forward+backward step of each mode (self CPU time), to explain misses."""
+    from torch.profiler import ProfilerActivity, profile
+
+    images, visible = make_inputs(args.batch, args.input, args.mask_ratio, args.device)
+    for sparse in (False, True):
+        encoder = build_encoder(name, sparse=sparse, input_size=args.input).to(args.device).train()
+        train_step(encoder, images, visible)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            train_step(encoder, images, visible)
+        print(f"\n{name} {'sparse' if sparse else 'dense'}: top ops by self CPU time")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top))
+
+
+def markdown_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    """One row per backbone: dense, sparse and their ratio for each figure."""
+    lines = [
+        "| backbone | fwd+bwd dense ms | sparse ms | speed-up | peak dense MiB | sparse MiB | ratio "
+        "| GFLOPs dense | sparse | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        d, s = r["dense"], r["sparse"]
+        lines.append(
+            f"| {name} | {d['step_ms']:.0f} | {s['step_ms']:.0f} | {d['step_ms'] / s['step_ms']:.2f}x "
+            f"| {d['peak_mib']:.0f} | {s['peak_mib']:.0f} | {s['peak_mib'] / d['peak_mib']:.2f} "
+            f"| {d['gflops']:.2f} | {s['gflops']:.2f} | {s['gflops'] / d['gflops']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbones", default="resnet50,convnext_tiny")
+    parser.add_argument("--input", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--mask-ratio", type=float, default=0.75)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--profile", action="store_true", help="only print the top ops of one step per mode")
+    parser.add_argument("--memory-only", action="store_true", help="only measure peak memory")
+    parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
+    parser.add_argument("--sparse", type=int, default=1, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.memory_probe:
+        memory_probe(args)
+        return
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.profile:
+        for name in args.backbones.split(","):
+            profile_step(args, name)
+        return
+    results = {name: measure(args, name) for name in args.backbones.split(",")}
+    device = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    print(f"\n{args.input} px, batch {args.batch}, mask ratio {args.mask_ratio}, {device}, torch {torch.__version__}")
+    if not args.memory_only:
+        print(markdown_table(results))
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump({"args": vars(args), "device": device, "results": results}, file, indent=2)
+
+
+if __name__ == "__main__":
+    main()

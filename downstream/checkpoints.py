@@ -1,0 +1,141 @@
+"""Read the encoder out of a pretraining checkpoint (or a plain timm state dict) and check it against timm.
+
+A pretraining checkpoint is an mmengine checkpoint of `MaskedPretrainer`: encoder weights live under
+`encoder.model.<timm name>` and `meta['cfg']` holds the config text that names the backbone and input size.
+"""
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import timm
+import torch
+from mmengine.config import Config
+
+ENCODER_PREFIX = "encoder.model."
+HEAD_PREFIXES = ("head.", "fc.")
+FAMILY_PATTERNS = {
+    "resnet": r"resnet(18|26|34|50|101|152)",
+    "convnext": r"convnext(v2)?_\w+",
+    "swin": r"swin_\w+_patch4_window\d+_\d+",
+    "vit": r"vit_\w+_patch\d+_\d+",
+}
+DEFAULT_INPUT_SIZE = 224
+SIZE_DEPENDENT = ("relative_position_bias_table", "pos_embed")  # resized to the target by `resize.fit_to_target`
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: unreadable, of another backbone, or not matching its target model."""
+
+
+@dataclass
+class EncoderWeights:
+    """Encoder weights under timm's names, with the backbone and the input size they were trained at."""
+
+    backbone: str
+    input_size: int
+    state_dict: dict[str, torch.Tensor]
+    dropped: list[str]  # checkpoint keys that are not encoder weights (decoder, mask tokens, classifier head)
+
+
+def backbone_family(name: str) -> str:
+    """The family (resnet, convnext, swin, vit) of a timm model name; ValueError for others."""
+    for family, pattern in FAMILY_PATTERNS.items():
+        if re.fullmatch(pattern, name):
+            return family
+    raise ValueError(f"unsupported backbone {name!r}; supported families: {', '.join(FAMILY_PATTERNS)}")
+
+
+def create_timm_model(
+    name: str, input_size: int = DEFAULT_INPUT_SIZE, num_classes: int | None = None
+) -> torch.nn.Module:
+    """`timm.create_model(name)` at `input_size` (Swin and ViT weights depend on it), randomly initialised."""
+    family = backbone_family(name)
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    if family in ("swin", "vit"):
+        kwargs["img_size"] = input_size
+    return timm.create_model(name, pretrained=False, **kwargs)
+
+
+def is_head_key(key: str) -> bool:
+    """Whether a timm key belongs to the classifier head (ConvNeXt's pre-logits norm included)."""
+    return key.startswith(HEAD_PREFIXES)
+
+
+def load_file(path: str | Path) -> dict:
+    """torch.load a checkpoint the user named (pickled metadata trusted); unreadable files are a CheckpointError."""
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any failure to unpickle means the file is corrupt
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(error).__name__}: {error}") from error
+    if not isinstance(content, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(content).__name__}, not a dict of weights")
+    return content
+
+
+def config_of(checkpoint: dict) -> Config | None:
+    """The training config stored by mmengine in `meta['cfg']`, if any."""
+    text = (checkpoint.get("meta") or {}).get("cfg")
+    if not text:
+        return None
+    return text if isinstance(text, Config) else Config.fromstring(text, ".py")
+
+
+def split_encoder_weights(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Keep the encoder's timm weights of a pretrainer state dict (or all of a plain timm one), minus the head."""
+    tensors = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+    if any(k.startswith(ENCODER_PREFIX) for k in tensors):
+        weights = {k[len(ENCODER_PREFIX) :]: v for k, v in tensors.items() if k.startswith(ENCODER_PREFIX)}
+    else:
+        weights = {k.removeprefix("module."): v for k, v in tensors.items()}
+    kept = {k: v for k, v in weights.items() if not is_head_key(k)}
+    dropped = sorted(set(state_dict) - {ENCODER_PREFIX + k for k in kept} - set(kept))
+    return kept, dropped
+
+
+def read_encoder_weights(
+    path: str | Path, backbone: str | None = None, input_size: int | None = None
+) -> EncoderWeights:
+    """Load a pretraining checkpoint or timm state dict and check it is a complete `backbone` encoder.
+
+    The backbone and input size come from the arguments, else from the checkpoint's config (or the `meta` of an
+    export); the weights must match `timm.create_model(backbone)` minus its head, key for key and shape,
+    else CheckpointError.
+    """
+    checkpoint = load_file(path)
+    cfg = config_of(checkpoint)
+    model_cfg = cfg.get("model", {}) if cfg is not None else {}
+    meta = checkpoint.get("meta") or {}
+    backbone = backbone or model_cfg.get("backbone") or meta.get("backbone")
+    if not backbone:
+        raise CheckpointError(f"checkpoint {path} does not name its backbone (no meta cfg): pass --backbone NAME")
+    input_size = input_size or model_cfg.get("input_size") or meta.get("input_size") or DEFAULT_INPUT_SIZE
+    state_dict = checkpoint.get("state_dict", checkpoint.get("model", checkpoint))
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(f"checkpoint {path} has no state dict")
+    weights, dropped = split_encoder_weights(state_dict)
+    check_against_timm(weights, backbone, input_size, source=str(path))
+    return EncoderWeights(backbone=backbone, input_size=int(input_size), state_dict=weights, dropped=dropped)
+
+
+def check_against_timm(weights: dict[str, torch.Tensor], backbone: str, input_size: int, source: str) -> None:
+    """Raise CheckpointError unless `weights` has exactly the non-head keys and shapes of timm's `backbone`.
+
+    Size-dependent tensors (Swin bias tables, ViT position embeddings) may differ; export resizes them.
+    """
+    reference = {k: v for k, v in create_timm_model(backbone, input_size).state_dict().items() if not is_head_key(k)}
+    missing = sorted(set(reference) - set(weights))
+    unexpected = sorted(set(weights) - set(reference))
+    wrong_shape = [
+        f"{k}: {tuple(weights[k].shape)} vs {tuple(reference[k].shape)}"
+        for k in sorted(set(reference) & set(weights))
+        if weights[k].shape != reference[k].shape and not k.endswith(SIZE_DEPENDENT)
+    ]
+    if missing or unexpected or wrong_shape:
+        raise CheckpointError(
+            f"{source} is not a {backbone} encoder at {input_size} px: "
+            f"{len(missing)} missing keys {missing[:5]}, {len(unexpected)} unexpected keys {unexpected[:5]}, "
+            f"{len(wrong_shape)} shape mismatches {wrong_shape[:5]}"
+        )

@@ -1,0 +1,80 @@
+"""Spatial convolutions on visible-site rows `(N, C)`: the backends a layer can pick from.
+
+- `tile`: gather each visible unit's tile with a `padding`-wide border (masked or outside sites read as zero) and
+  run the dense kernel on the batch of tiles without padding. The work is exactly that of the visible outputs;
+  it handles any kernel, stride and groups (stems, strided convs, downsampling, depthwise, pooling).
+- `gather`: im2col from the per-site neighbour table, then one matmul (stride 1, odd kernel, groups 1).
+- `dense`: scatter to the zero-filled full grid, run the dense conv, gather the visible outputs (does the masked
+  work too; a fallback whose speed is the dense one).
+spconv's SubMConv2d is the fourth backend (`hiermae.sparse.spconv_conv`).
+"""
+
+import torch
+from torch.nn import functional as F
+
+from hiermae.sparse.sites import Sites
+
+
+def gather_tiles(x: torch.Tensor, sites: Sites, halo: int, fill: float = 0.0) -> torch.Tensor:
+    """(U, C, T, T) tiles of the visible units with a `halo` border, T = u + 2·halo (channels-last memory)."""
+    size, channels = sites.per_unit + 2 * halo, x.shape[1]
+    if halo == 0:
+        rows = x
+    else:
+        padded = torch.cat([x, x.new_full((1, channels), fill)])
+        rows = padded.index_select(0, sites.tiles(halo).reshape(-1))
+    return rows.view(sites.num_units, size, size, channels).permute(0, 3, 1, 2)
+
+
+def rows_from_tiles(tiles: torch.Tensor) -> torch.Tensor:
+    """(U, C, t, t) tiles back to unit-major site rows (U·t·t, C)."""
+    return tiles.permute(0, 2, 3, 1).reshape(-1, tiles.shape[1])
+
+
+def scatter_dense(x: torch.Tensor, sites: Sites) -> torch.Tensor:
+    """The B×C×H×W map with the site rows in place and zeros at masked sites."""
+    height, width = sites.shape
+    grid = x.new_zeros(sites.batch_size * height * width, x.shape[1]).index_copy(0, sites.flat, x)
+    return grid.view(sites.batch_size, height, width, x.shape[1]).permute(0, 3, 1, 2)
+
+
+def tile_conv(
+    x: torch.Tensor, sites: Sites, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, padding: int,
+    groups: int = 1,
+) -> torch.Tensor:
+    """Convolve visible units as tiles; output rows are the visible sites at `stride` × the input stride."""
+    tiles = gather_tiles(x, sites, padding)
+    out = F.conv2d(tiles, weight, bias, stride=stride, groups=groups)
+    expected = sites.per_unit // stride
+    if out.shape[-1] != expected:
+        raise ValueError(f"kernel {tuple(weight.shape[-2:])}, stride {stride}, padding {padding} do not keep "
+                         f"unit alignment ({sites.per_unit} sites per unit -> {out.shape[-1]}, not {expected})")
+    return rows_from_tiles(out)
+
+
+def tile_max_pool(x: torch.Tensor, sites: Sites, kernel: int, stride: int, padding: int) -> torch.Tensor:
+    """Max-pool visible units as tiles; masked and outside sites read as -inf."""
+    tiles = gather_tiles(x, sites, padding, fill=float("-inf"))
+    return rows_from_tiles(F.max_pool2d(tiles, kernel, stride))
+
+
+def gather_conv(x: torch.Tensor, sites: Sites, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Stride-1 'same' conv as im2col over the neighbour table and one matmul."""
+    out_channels, in_channels, kernel, _ = weight.shape
+    padded = torch.cat([x, x.new_zeros(1, in_channels)])
+    columns = padded.index_select(0, sites.neighbours(kernel).reshape(-1)).view(sites.num, -1)
+    matrix = weight.permute(0, 2, 3, 1).reshape(out_channels, -1)
+    return F.linear(columns, matrix, bias)
+
+
+def dense_conv(
+    x: torch.Tensor, sites: Sites, weight: torch.Tensor, bias: torch.Tensor | None, padding: int, groups: int = 1
+) -> torch.Tensor:
+    """Stride-1 conv on the zero-filled full grid, visible outputs gathered back to rows."""
+    out = F.conv2d(scatter_dense(x, sites), weight, bias, padding=padding, groups=groups)
+    return out.permute(0, 2, 3, 1).reshape(-1, weight.shape[0]).index_select(0, sites.flat)
+
+
+def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A 1×1 conv or linear layer: one matmul on the rows."""
+    return F.linear(x, weight.reshape(weight.shape[0], -1), bias)

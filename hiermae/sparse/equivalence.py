@@ -1,0 +1,99 @@
+"""Compare a sparse encoder with its masked-dense reference on identical weights (forward and backward).
+
+Used by the equivalence tests and handy when adding a family: `compare_encoders(sparse, dense, images, visible)`
+returns the worst error of outputs, input gradients, parameter gradients and BatchNorm running statistics, each
+relative to the scale of the reference quantity.
+"""
+
+import re
+
+import torch
+from torch import nn
+
+RESIDUAL_BRANCH_END = re.compile(r"layer\d+\.\d+\.bn[23]\.weight$")  # last BatchNorms of ResNet branches
+
+
+def randomize_(model: nn.Module, seed: int) -> None:
+    """Give every 1-d parameter and norm buffer random values (timm's init hides bugs: zero GRN, 1e-6 layer
+    scale, BN at identity, zeroed last BN of ResNet branches), so equivalence tests exercise every term.
+
+    As in trained networks, the last BatchNorm of each ResNet residual branch gets a small gain (~0.25):
+    with undamped random branches, train-mode BatchNorm gradients of a deep ResNet are so ill-conditioned that
+    float32 itself differs from float64 by ~1e-1, which would hide the comparison we want.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.dim() == 1:  # norm affine, biases, layer scale, GRN
+                scale = name.endswith(("weight", "gamma")) and "grn" not in name
+                param.copy_(float(scale) + 0.2 * torch.randn(param.shape, generator=generator))
+                if RESIDUAL_BRANCH_END.search(name):
+                    param.mul_(0.25)
+        for name, buffer in model.named_buffers():
+            if name.endswith("running_mean"):
+                buffer.copy_(0.2 * torch.randn(buffer.shape, generator=generator))
+            elif name.endswith("running_var"):
+                buffer.copy_(0.5 + torch.rand(buffer.shape, generator=generator))
+
+
+def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
+    """max |value - reference| / max |reference| (1 when the reference is all zero)."""
+    scale = reference.abs().max().clamp_min(1e-12)
+    return float((value.float() - reference.float()).abs().max() / scale)
+
+
+def run_with_grads(
+    encoder: nn.Module, images: torch.Tensor, visible: torch.Tensor, weights: list[torch.Tensor]
+) -> tuple[list[torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
+    """Outputs, input gradient and parameter gradients of the loss Σ⟨output_i, weights_i⟩."""
+    images = images.clone().requires_grad_(True)
+    encoder.zero_grad(set_to_none=True)
+    outputs = encoder(images, visible)
+    sum((output * weight).sum() for output, weight in zip(outputs, weights)).backward()
+    grads = {name: p.grad.clone() for name, p in encoder.named_parameters() if p.grad is not None}
+    return [output.detach() for output in outputs], images.grad.clone(), grads
+
+
+def compare_encoders(
+    sparse: nn.Module, dense: nn.Module, images: torch.Tensor, visible: torch.Tensor, seed: int = 0
+) -> dict[str, float]:
+    """Worst relative errors of sparse vs dense: 'outputs', 'input_grad', 'param_grads', 'buffers'."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        shapes = [output.shape for output in dense(images, visible)]
+    dense.load_state_dict(sparse.state_dict())  # undo the running-stat update of the shape probe
+    weights = [torch.randn(shape, generator=generator) for shape in shapes]
+    out_s, grad_s, params_s = run_with_grads(sparse, images, visible, weights)
+    out_d, grad_d, params_d = run_with_grads(dense, images, visible, weights)
+    if params_s.keys() != params_d.keys():
+        raise AssertionError(f"different parameters got gradients: {sorted(params_s.keys() ^ params_d.keys())}")
+    buffers_d = dict(dense.named_buffers())
+    return {
+        "outputs": max(relative_error(s, d) for s, d in zip(out_s, out_d)),
+        "input_grad": relative_error(grad_s, grad_d),
+        "param_grads": max(relative_error(params_s[name], params_d[name]) for name in params_d),
+        "buffers": max(
+            (relative_error(b, buffers_d[name]) for name, b in sparse.named_buffers() if b.is_floating_point()),
+            default=0.0,
+        ),
+    }
+
+
+def paired_encoders(name: str, input_size: int, seed: int = 0) -> tuple[nn.Module, nn.Module]:
+    """(sparse, dense reference) encoders of `name` holding the same randomized weights."""
+    from hiermae.encoders import build_encoder
+
+    dense = build_encoder(name, sparse=False, input_size=input_size)
+    randomize_(dense, seed)
+    sparse = build_encoder(name, sparse=True, input_size=input_size)
+    sparse.load_state_dict(dense.state_dict())
+    return sparse, dense
+
+
+def visible_units(batch_size: int, grid: tuple[int, int], ratio: float, seed: int = 0) -> torch.Tensor:
+    """A random-mask visible map; ratio 0 (not a legal generator ratio) gives the all-visible map."""
+    from hiermae.masks import RandomMask
+
+    if ratio == 0:
+        return torch.ones(batch_size, *grid, dtype=torch.bool)
+    return RandomMask(ratio)(batch_size, grid, torch.arange(seed, seed + batch_size))

@@ -1,0 +1,119 @@
+"""Visible sites of a unit-aligned mask at one stride, and the gather tables that every layer of a stage shares.
+
+Sites are stored unit-major: all sites of the first visible unit (row-major inside the unit), then the next unit.
+With this order a stage's features `(N, C)` reshape for free into per-unit tiles `(U, u, u, C)`, a stride-2
+layer's output is again unit-major at the coarser stride, and the tables below are built once per batch and stride.
+"""
+
+import torch
+
+from hiermae.masks import MaskPyramid
+
+
+class Sites:
+    """The visible sites at one stride: `u×u` sites for each visible mask unit (`u` = unit / stride)."""
+
+    def __init__(self, units: torch.Tensor, batch_size: int, unit_grid: tuple[int, int], per_unit: int) -> None:
+        self.units = units  # (U, 3) long: batch, unit row, unit column of every visible unit
+        self.batch_size = batch_size
+        self.unit_grid = unit_grid
+        self.per_unit = per_unit
+        self._tables: dict[tuple[str, int], torch.Tensor] = {}
+        self.cache: dict[str, object] = {}  # backend state shared by the layers of a stage (e.g. spconv pairs)
+
+    @property
+    def num_units(self) -> int:
+        return self.units.shape[0]
+
+    @property
+    def num(self) -> int:
+        """Number of visible sites N."""
+        return self.num_units * self.per_unit**2
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(H, W) of the full grid at this stride."""
+        return self.unit_grid[0] * self.per_unit, self.unit_grid[1] * self.per_unit
+
+    @property
+    def index(self) -> torch.Tensor:
+        """(N, 3) long: batch, row, column of every site, unit-major."""
+        if ("index", 0) not in self._tables:
+            u = self.per_unit
+            local = torch.arange(u, device=self.units.device)
+            rows = (self.units[:, 1:2] * u + local.repeat_interleave(u)).reshape(-1)
+            cols = (self.units[:, 2:3] * u + local.repeat(u)).reshape(-1)
+            batch = self.units[:, 0].repeat_interleave(u * u)
+            self._tables[("index", 0)] = torch.stack([batch, rows, cols], 1)
+        return self._tables[("index", 0)]
+
+    @property
+    def batch(self) -> torch.Tensor:
+        """(N,) long: the sample each site belongs to."""
+        return self.index[:, 0]
+
+    @property
+    def flat(self) -> torch.Tensor:
+        """(N,) long: position of every site in a row-major B×H×W grid."""
+        if ("flat", 0) not in self._tables:
+            height, width = self.shape
+            b, y, x = self.index.unbind(1)
+            self._tables[("flat", 0)] = (b * height + y) * width + x
+        return self._tables[("flat", 0)]
+
+    def lookup(self, halo: int) -> torch.Tensor:
+        """B×(H+2·halo)×(W+2·halo) long: the site id at every grid position, N (the padding row) elsewhere."""
+        if ("lookup", halo) not in self._tables:
+            height, width = self.shape
+            table = torch.full(
+                (self.batch_size, height + 2 * halo, width + 2 * halo), self.num, dtype=torch.long,
+                device=self.units.device,
+            )
+            b, y, x = self.index.unbind(1)
+            table[b, y + halo, x + halo] = torch.arange(self.num, device=table.device)
+            self._tables[("lookup", halo)] = table
+        return self._tables[("lookup", halo)]
+
+    def tiles(self, halo: int) -> torch.Tensor:
+        """(U, T·T) long, T = u + 2·halo: the rows of each unit's tile with a `halo`-site border (N = outside)."""
+        if ("tiles", halo) not in self._tables:
+            size = self.per_unit + 2 * halo
+            offsets = torch.arange(size, device=self.units.device)
+            rows = self.units[:, 1:2] * self.per_unit + offsets  # padded coordinates: tile starts at -halo
+            cols = self.units[:, 2:3] * self.per_unit + offsets
+            batch = self.units[:, 0, None, None]
+            table = self.lookup(halo)[batch, rows[:, :, None], cols[:, None, :]]
+            self._tables[("tiles", halo)] = table.reshape(self.num_units, size * size)
+        return self._tables[("tiles", halo)]
+
+    def neighbours(self, kernel: int) -> torch.Tensor:
+        """(N, k·k) long: the rows of each site's k×k neighbourhood (centred, N = masked or outside)."""
+        if ("neighbours", kernel) not in self._tables:
+            halo = kernel // 2
+            offsets = torch.arange(kernel, device=self.units.device)
+            b, y, x = self.index.unbind(1)
+            rows = (y[:, None] + offsets)[:, :, None]
+            cols = (x[:, None] + offsets)[:, None, :]
+            table = self.lookup(halo)[b[:, None, None], rows, cols]
+            self._tables[("neighbours", kernel)] = table.reshape(self.num, kernel * kernel)
+        return self._tables[("neighbours", kernel)]
+
+
+class SitePyramid:
+    """The visible sites at every stride of one batch's mask, built lazily and cached."""
+
+    def __init__(self, visible: torch.Tensor, unit: int) -> None:
+        self.masks = MaskPyramid(visible, unit)
+        self.unit = unit
+        self.units = visible.nonzero().contiguous()
+        self._levels: dict[int, Sites] = {}
+
+    def at(self, stride: int) -> Sites:
+        """The sites at `stride` (a divisor of the mask unit; 1 means pixels)."""
+        if stride not in self._levels:
+            if self.unit % stride:
+                raise ValueError(f"stride {stride} does not divide the mask unit {self.unit}")
+            visible = self.masks.visible
+            grid = (visible.shape[1], visible.shape[2])
+            self._levels[stride] = Sites(self.units, visible.shape[0], grid, self.unit // stride)
+        return self._levels[stride]

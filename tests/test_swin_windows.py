@@ -1,0 +1,106 @@
+"""Window grouping and packing: the packed attention pattern is exactly timm's shifted-window pattern."""
+
+import pytest
+import torch
+from timm.models.swin_transformer import SwinTransformerBlock, get_relative_position_index, window_partition
+
+from hiermae.backbones.swin import SwinEncoder
+from hiermae.backbones.swin_windows import WindowGeometry, pack_groups, pack_windows
+from hiermae.registry import MASK_GENERATORS
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pack_groups_places_every_group_without_overlap(seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    sizes = torch.randint(1, 50, (200,), generator=generator).tolist()
+    bin_of, start_of, num_bins = pack_groups(sizes, 49)
+    occupied = torch.zeros(num_bins, 49, dtype=torch.int)
+    for size, target, start in zip(sizes, bin_of, start_of, strict=True):
+        assert start + size <= 49
+        occupied[target, start : start + size] += 1
+    assert int(occupied.max()) == 1 and int(occupied.sum()) == sum(sizes)
+    assert num_bins <= 1.1 * sum(sizes) / 49 + 2
+
+
+def test_pack_groups_fills_bins_best_first_and_rejects_oversized_groups() -> None:
+    bin_of, start_of, num_bins = pack_groups([3, 1, 2, 4], 5)
+    assert num_bins == 2 and bin_of[3] == bin_of[1] and bin_of[0] == bin_of[2]
+    with pytest.raises(ValueError, match="exceeds"):
+        pack_groups([6], 5)
+
+
+def timm_attention_pairs(block: SwinTransformerBlock, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which visible tokens timm lets attend to each other (same window, mask 0) and their bias-table index.
+
+    Built from timm's own window_partition and attn_mask on a map of token ids; padding sites are left out.
+    """
+    batch, height, width = visible.shape
+    ids = torch.full((batch, height, width), -1, dtype=torch.long)
+    ids[visible] = torch.arange(int(visible.sum()))
+    shifted = torch.roll(ids, (-block.shift_size[0], -block.shift_size[1]), (1, 2))
+    geometry = WindowGeometry((height, width), block.window_size, block.shift_size)
+    padded_h, padded_w = geometry.padded_grid
+    shifted = torch.nn.functional.pad(shifted, (0, padded_w - width, 0, padded_h - height), value=-1)
+    windows = window_partition(shifted.unsqueeze(-1), block.window_size).flatten(1)  # (B·nW, area)
+    num_tokens = int(visible.sum())
+    allowed = torch.zeros(num_tokens, num_tokens, dtype=torch.bool)
+    relative = torch.full((num_tokens, num_tokens), -1, dtype=torch.long)
+    for w, window in enumerate(windows):
+        present = (window >= 0).nonzero()[:, 0]
+        pairs = torch.ones(len(present), len(present), dtype=torch.bool)
+        if block.attn_mask is not None:
+            pairs = block.attn_mask[w % len(block.attn_mask)][present][:, present] == 0
+        token = window[present]
+        allowed[token.unsqueeze(1), token.unsqueeze(0)] = pairs
+        relative[token.unsqueeze(1), token.unsqueeze(0)] = block.attn.relative_position_index[present][:, present]
+    return allowed, relative
+
+
+def packed_attention_pairs(block: SwinTransformerBlock, visible: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same two matrices read from the packing of the visible tokens."""
+    geometry = WindowGeometry(tuple(visible.shape[1:]), block.window_size, block.shift_size)
+    packing = pack_windows(
+        visible.nonzero(as_tuple=True), visible.shape[0], geometry, block.attn.relative_position_index
+    )
+    bins, slots = packing.token_bin, packing.token_offset
+    same_bin = bins.unsqueeze(1) == bins.unsqueeze(0)
+    pair_bins, rows, cols = bins.unsqueeze(1).expand_as(same_bin), slots.unsqueeze(1), slots.unsqueeze(0)
+    index = packing.bias_index[pair_bins, rows, cols]
+    allowed = same_bin & (index != geometry.num_relative_positions)
+    relative = torch.where(allowed, index, -1)
+    return allowed, relative
+
+
+@pytest.mark.parametrize("mask_ratio", [0.0, 0.6])
+@pytest.mark.parametrize("grid,window,shift", [(8, 4, 0), (8, 4, 2), (16, 7, 0), (16, 7, 3), (12, 6, 3)])
+def test_packing_reproduces_timm_window_and_shift_mask(grid: int, window: int, shift: int, mask_ratio: float) -> None:
+    block = SwinTransformerBlock(
+        dim=8, input_resolution=(grid, grid), num_heads=2, window_size=window, shift_size=shift
+    )
+    visible = torch.ones(2, grid, grid, dtype=torch.bool)
+    if mask_ratio:
+        units = MASK_GENERATORS.build({"type": "random", "mask_ratio": mask_ratio})(2, (grid // 2, grid // 2))
+        visible = units.repeat_interleave(2, 1).repeat_interleave(2, 2)
+    expected_allowed, expected_relative = timm_attention_pairs(block, visible)
+    allowed, relative = packed_attention_pairs(block, visible)
+    assert torch.equal(allowed, expected_allowed)
+    assert torch.equal(relative, torch.where(expected_allowed, expected_relative, -1))
+
+
+def test_full_windows_pack_without_empty_slots_and_padding_sites_join_their_groups() -> None:
+    visible = torch.ones(2, 8, 8, dtype=torch.bool)
+    sites = visible.nonzero(as_tuple=True)
+    packing = pack_windows(sites, 2, WindowGeometry((8, 8), (4, 4), (0, 0)), get_relative_position_index(4, 4))
+    assert packing.num_bins == 8 and packing.empty_fraction == 0.0
+    padded = pack_windows(sites, 2, WindowGeometry((8, 8), (7, 7), (3, 3)), get_relative_position_index(7, 7))
+    # timm pads 8 -> 14; a padding site joins only a (window, region) group that holds a token: 21 + 21 + 15
+    assert padded.num_filled == 2 * (64 + 57) and int((padded.source < 128).sum()) == 128
+
+
+@pytest.mark.parametrize("mask_ratio", [0.6, 0.75])
+def test_padding_overhead_of_swin_tiny_is_small(mask_ratio: float) -> None:
+    encoder = SwinEncoder("swin_tiny_patch4_window7_224", input_size=224)
+    visible = MASK_GENERATORS.build({"type": "random", "mask_ratio": mask_ratio})(8, (7, 7), torch.arange(8))
+    overhead = encoder.padding_overhead(visible)
+    print(f"padding overhead at mask ratio {mask_ratio}: {overhead:.3f}")
+    assert 0.0 <= overhead <= 0.15

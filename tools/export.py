@@ -1,0 +1,46 @@
+"""Export a pretraining checkpoint's encoder for timm, mmdet or mmseg, and print the strict-load key report.
+
+    python tools/export.py CKPT --format timm|mmdet|mmseg --out FILE [--backbone NAME] [--input-size S]
+                           [--target-config MMDET_OR_MMSEG_CONFIG]
+
+CKPT is a hiermae pretraining checkpoint (backbone and input size are read from its config) or a plain timm
+state dict (then --backbone is required). Exits with status 2 and the key report on any mismatch.
+"""
+
+import argparse
+import sys
+
+from hiermae.downstream.checkpoints import CheckpointError
+from hiermae.downstream.export import FORMATS, export_checkpoint
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", help="pretraining checkpoint (mmengine) or timm state dict")
+    parser.add_argument("--format", choices=FORMATS, required=True, help="whose backbone names to write")
+    parser.add_argument("--out", required=True, help="file to write")
+    parser.add_argument("--backbone", help="timm name of the encoder (overrides the checkpoint's config)")
+    parser.add_argument("--input-size", type=int, help="timm format: image size of the target model")
+    parser.add_argument("--target-config", help="mmdet/mmseg format: config whose model.backbone is the target")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        result = export_checkpoint(
+            args.checkpoint,
+            args.format,
+            args.out,
+            backbone=args.backbone,
+            input_size=args.input_size,
+            target_config=args.target_config,
+        )
+    except CheckpointError as error:
+        print(f"export failed: {error}", file=sys.stderr)
+        raise SystemExit(2) from error
+    print("\n".join(result.lines()))
+
+
+if __name__ == "__main__":
+    main()
