@@ -1,6 +1,6 @@
 # hiermae: `make demo` and `make test` install first when needed (.venv at the repository root).
 PY := .venv/bin/python
-DEMO_CONFIG := configs/pretrain/hiermae_convnext_atto_64px_fashionmnist.py
+DEMO_CONFIG := configs/pretrain/hiermae_convnext_atto_128px_fashionmnist.py
 DEMO_DIR := work_dirs/demo
 
 .PHONY: install demo test test-slow lint bench

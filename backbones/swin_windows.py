@@ -110,6 +110,8 @@ class WindowPacking:
     token_bin: torch.Tensor  # (num_tokens,) bin of each visible token
     token_offset: torch.Tensor  # (num_tokens,) its slot within the bin
     bias_index: torch.Tensor  # (num_bins, capacity, capacity) long
+    slot_position: torch.Tensor  # (num_bins, capacity) position of each slot inside its window
+    blocked: torch.Tensor  # (num_bins, capacity, capacity) bool: pairs that may not attend each other
     num_bins: int
     capacity: int
     num_filled: int  # slots holding a visible token or a padding site
@@ -162,6 +164,8 @@ def pack_windows(
         token_bin=bin_of[group_of[:num_tokens]],
         token_offset=offset[:num_tokens],
         bias_index=bias_index.masked_fill(blocked, geometry.num_relative_positions),
+        slot_position=slot_position,
+        blocked=blocked,
         num_bins=num_bins,
         capacity=capacity,
         num_filled=len(keys),

@@ -123,17 +123,25 @@ def measure(args: argparse.Namespace, name: str) -> dict[str, dict[str, float]]:
 
 
 def profile_step(args: argparse.Namespace, name: str, top: int = 12) -> None:
-    """Print the ops that dominate one forward+backward step of each mode (self CPU time), to explain misses."""
+    """Print the ops that dominate one forward+backward step of each mode, to explain misses.
+
+    CPU: self CPU time. CUDA: self GPU time of the kernels, plus the host's total, so idle GPU time shows.
+    """
     from torch.profiler import ProfilerActivity, profile
 
+    on_gpu = args.device == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
     images, visible = make_inputs(args.batch, args.input, args.mask_ratio, args.device)
     for sparse in (False, True):
         encoder = build_encoder(name, sparse=sparse, input_size=args.input).to(args.device).train()
         train_step(encoder, images, visible)
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        synchronize(args.device)
+        with profile(activities=activities) as prof:
             train_step(encoder, images, visible)
-        print(f"\n{name} {'sparse' if sparse else 'dense'}: top ops by self CPU time")
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top))
+            synchronize(args.device)
+        sort = "self_cuda_time_total" if on_gpu else "self_cpu_time_total"
+        print(f"\n{name} {'sparse' if sparse else 'dense'}: top ops by {sort}")
+        print(prof.key_averages().table(sort_by=sort, row_limit=top))
 
 
 def markdown_table(results: dict[str, dict[str, dict[str, float]]]) -> str:

@@ -104,3 +104,26 @@ def test_padding_overhead_of_swin_tiny_is_small(mask_ratio: float) -> None:
     overhead = encoder.padding_overhead(visible)
     print(f"padding overhead at mask ratio {mask_ratio}: {overhead:.3f}")
     assert 0.0 <= overhead <= 0.15
+
+
+def test_bias_by_matmul_equals_bias_by_gather_with_gradients():
+    """The GPU path (one-hot matmuls) and the CPU path (table gather) give the same bias and table gradient."""
+    import hiermae
+    from hiermae.backbones.swin_sparse import packed_bias_by_gather, packed_bias_by_matmul
+
+    encoder = hiermae.build_encoder("swin_tiny_patch4_window7_224", input_size=224)
+    block = encoder.model.layers[0].blocks[1]
+    torch.nn.init.normal_(block.attn.relative_position_bias_table)
+    visible = hiermae.masks.RandomMask(0.75)(2, (7, 7), torch.arange(2))
+    packing = encoder.plan(hiermae.MaskPyramid(visible, 32))[0].packings[1]  # the shifted block of stage 1
+    results = []
+    for build in (packed_bias_by_gather, packed_bias_by_matmul):
+        block.attn.relative_position_bias_table.grad = None
+        bias = build(block.attn, packing)
+        finite = torch.isfinite(bias)
+        (bias[finite] * torch.linspace(0, 1, int(finite.sum()))).sum().backward()
+        results.append((bias, finite, block.attn.relative_position_bias_table.grad.clone()))
+    (gather_bias, gather_finite, gather_grad), (matmul_bias, matmul_finite, matmul_grad) = results
+    assert torch.equal(gather_finite, matmul_finite)
+    assert torch.allclose(gather_bias[gather_finite], matmul_bias[matmul_finite], atol=1e-5)
+    assert torch.allclose(gather_grad, matmul_grad, atol=1e-4)

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,3 +67,18 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
     if pointer.exists():
         checkpoint = torch.load(pointer.read_text().strip(), weights_only=False)
         assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "configs/pretrain").glob("*.py")), ids=lambda p: p.stem)
+def test_every_pretraining_config_builds_its_model_and_data(config):
+    from mmengine.config import Config
+    from mmengine.registry import DATASETS, MODELS
+
+    import hiermae  # noqa: F401  (registers the model and the datasets)
+
+    cfg = Config.fromfile(str(config))
+    model = MODELS.build(cfg.model)
+    assert model.input_size == cfg.train_dataloader.dataset.image_size
+    if cfg.train_dataloader.dataset.type == "FashionMNIST":
+        item = DATASETS.build({**cfg.train_dataloader.dataset, "limit": 2})[0]
+        assert item["inputs"].shape == (3, model.input_size, model.input_size)

@@ -1,14 +1,8 @@
 # The same ConvNeXt-atto job on the masked-dense reference (SparK-style zeroing): the baseline.
-_base_ = ["_base_/default_runtime.py", "_base_/fashion_mnist_64px.py", "_base_/adamw_cosine.py"]
+_base_ = [
+    "_base_/default_runtime.py",
+    "_base_/fashion_mnist.py",
+    "_base_/adamw_cosine.py",
+]
 
-model = dict(
-    type="MaskedPretrainer",
-    backbone="convnext_atto",
-    sparse=False,
-    input_size=64,
-    mask=dict(type="random", mask_ratio=0.75),
-    decoder=dict(type="unet", width=256),
-    target=dict(type="norm_pixels"),
-    loss=dict(type="mse"),
-    data_preprocessor={{_base_.data_preprocessor}},
-)
+model = dict(backbone="convnext_atto", sparse=False)

@@ -1,17 +1,11 @@
 # Sparse ResNet-50 on your own images at 224 px: set train_dataloader.dataset.root.
-_base_ = ["_base_/default_runtime.py", "_base_/image_folder_224px.py", "_base_/adamw_cosine.py"]
+_base_ = [
+    "_base_/default_runtime.py",
+    "_base_/image_folder_224px.py",
+    "_base_/adamw_cosine.py",
+]
 
-model = dict(
-    type="MaskedPretrainer",
-    backbone="resnet50",
-    sparse=True,
-    input_size=224,
-    mask=dict(type="random", mask_ratio=0.75),
-    decoder=dict(type="unet", width=256),
-    target=dict(type="norm_pixels"),
-    loss=dict(type="mse"),
-    data_preprocessor={{_base_.data_preprocessor}},
-)
+model = dict(backbone="resnet50", input_size=224)
 
 # A real pretraining schedule (iterations at batch 64): set it to your data, e.g. 800 epochs' worth.
 max_iters = 100000

@@ -1,14 +1,8 @@
 # Swin-T on visible tokens only, Fashion-MNIST at 64 px.
-_base_ = ["_base_/default_runtime.py", "_base_/fashion_mnist_64px.py", "_base_/adamw_cosine.py"]
+_base_ = [
+    "_base_/default_runtime.py",
+    "_base_/fashion_mnist.py",
+    "_base_/adamw_cosine.py",
+]
 
-model = dict(
-    type="MaskedPretrainer",
-    backbone="swin_tiny_patch4_window7_224",
-    sparse=True,
-    input_size=64,
-    mask=dict(type="random", mask_ratio=0.75),
-    decoder=dict(type="unet", width=256),
-    target=dict(type="norm_pixels"),
-    loss=dict(type="mse"),
-    data_preprocessor={{_base_.data_preprocessor}},
-)
+model = dict(backbone="swin_tiny_patch4_window7_224")

@@ -16,7 +16,8 @@ class BackendChoice(Protocol):
 
 
 # (device, kind, kernel, per_unit) -> fastest forward+backward backend, measured at 75 % masking, batch 8, 224 px
-# (ResNet-50 3x3 and ConvNeXt-T depthwise shapes) on the 2-core x86_64 CPU; see BENCHMARKS.md.
+# (ResNet-50 3x3 and ConvNeXt-T depthwise shapes) on the 2-core x86_64 CPU and on an H100 (spconv not installed
+# there; every CUDA entry was within ~0.5 ms of the others, launch-bound at this batch); see BENCHMARKS.md.
 MEASURED: dict[tuple[str, str, int, int], str] = {
     ("cpu", "conv", 3, 8): "tile",
     ("cpu", "conv", 3, 4): "gather",
@@ -26,12 +27,20 @@ MEASURED: dict[tuple[str, str, int, int], str] = {
     ("cpu", "depthwise", 7, 4): "dense",
     ("cpu", "depthwise", 7, 2): "dense",
     ("cpu", "depthwise", 7, 1): "dense",
+    ("cuda", "conv", 3, 8): "gather",
+    ("cuda", "conv", 3, 4): "dense",
+    ("cuda", "conv", 3, 2): "gather",
+    ("cuda", "conv", 3, 1): "gather",
+    ("cuda", "depthwise", 7, 8): "tile",
+    ("cuda", "depthwise", 7, 4): "tile",
+    ("cuda", "depthwise", 7, 2): "tile",
+    ("cuda", "depthwise", 7, 1): "dense",
 }
 
 
 def measured_backend(kind: str, kernel: int, per_unit: int, channels: int, device: str) -> str:
-    """The measured fastest backend for this layer; `tile` where nothing was measured (e.g. on CUDA until
-    benchmarks/gpu.sh has been run there): it handles every shape and was never the slowest here."""
+    """The measured fastest backend for this layer; `tile` where nothing was measured (another device type or
+    kernel): it handles every shape and was never the slowest here."""
     return MEASURED.get((device, kind, kernel, per_unit), "tile")
 
 

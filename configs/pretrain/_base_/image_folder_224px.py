@@ -1,4 +1,6 @@
 # The user's own images: set train_dataloader.dataset.root (flat folder or class sub-folders) with --cfg-options.
+_base_ = ["mim_model.py"]
+
 image_size = 224
 train_dataloader = dict(
     batch_size=64,
@@ -8,4 +10,6 @@ train_dataloader = dict(
     collate_fn=dict(type="pseudo_collate"),
     dataset=dict(type="ImageFolder", root="data/images", image_size=image_size),
 )
-data_preprocessor = dict(type="ImgDataPreprocessor", mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
+model = dict(
+    data_preprocessor=dict(type="ImgDataPreprocessor", mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
+)

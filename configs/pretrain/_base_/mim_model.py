@@ -1,0 +1,12 @@
+# The masked-pretraining model every pretraining config starts from; a config names its backbone and changes
+# what it studies (sparse, mask, decoder, target, loss, input size).
+model = dict(
+    type="MaskedPretrainer",
+    backbone="resnet18",
+    sparse=True,
+    input_size=64,
+    mask=dict(type="random", mask_ratio=0.75),
+    decoder=dict(type="unet", width=256),
+    target=dict(type="norm_pixels"),
+    loss=dict(type="mse"),
+)
