@@ -105,7 +105,7 @@ class TrainingSummaryHook(Hook):
             return
         first, last, count = self.loss_means()
         checkpoint = last_checkpoint(runner) or "(none saved)"
-        grids = sorted((Path(runner.work_dir) / "reconstructions").glob("*.png"))
+        grids = sorted((Path(runner.work_dir) / "reconstructions").glob("*.png"), key=lambda p: p.stat().st_mtime)
         runner.logger.info(
             f"summary: loss at start {first:.4f}, at end {last:.4f} (means of the first and last {count} iterations "
             f"of this run); checkpoint {checkpoint}; reconstruction {grids[-1] if grids else '(none)'}"
