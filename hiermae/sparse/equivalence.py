@@ -97,3 +97,18 @@ def visible_units(batch_size: int, grid: tuple[int, int], ratio: float, seed: in
     if ratio == 0:
         return torch.ones(batch_size, *grid, dtype=torch.bool)
     return RandomMask(ratio)(batch_size, grid, torch.arange(seed, seed + batch_size))
+
+
+def masked_pixel_sensitivity(encoder: nn.Module, images: torch.Tensor, visible: torch.Tensor) -> float:
+    """Worst relative change of outputs, input gradients and parameter gradients when the pixels inside masked
+    units are replaced by noise; 0 for an encoder that ignores masked units, as the sparse semantics require."""
+    hidden = ~visible.repeat_interleave(32, 1).repeat_interleave(32, 2)[:, None]
+    changed = images + 10 * torch.randn_like(images) * hidden
+    results = []
+    for pixels in (images, changed):
+        pixels = pixels.clone().requires_grad_(True)
+        encoder.zero_grad(set_to_none=True)
+        outputs = encoder(pixels, visible)
+        sum(output.square().sum() for output in outputs).backward()
+        results.append([*outputs, pixels.grad, *(p.grad.clone() for p in encoder.parameters() if p.grad is not None)])
+    return max(relative_error(a, b) for a, b in zip(*results, strict=True))
