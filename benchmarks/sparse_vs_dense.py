@@ -25,6 +25,7 @@ import torch
 from hiermae.encoders import build_encoder
 from hiermae.flops import count_flops
 from hiermae.masks import RandomMask
+from hiermae.resources import step_peak_rss_bytes
 
 
 def make_inputs(batch: int, size: int, ratio: float, device: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,28 +78,13 @@ def peak_memory_bytes(args: argparse.Namespace, name: str, sparse: bool) -> int:
     return int(subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()[-1])
 
 
-def status_bytes(field: str) -> int:
-    """A memory field of /proc/self/status (VmRSS, VmHWM) in bytes."""
-    with open("/proc/self/status") as status:
-        line = next(line for line in status if line.startswith(field + ":"))
-    return int(line.split()[1]) * 1024
-
-
 def memory_probe(args: argparse.Namespace) -> None:
-    """Subprocess body: print how far one full-size step raises the peak RSS above the RSS before it (bytes).
-
-    The peak (VmHWM) is reset through /proc/self/clear_refs right before the step; ru_maxrss cannot be used
-    because Linux carries it over from the parent across fork and exec.
-    """
+    """Subprocess body: print how far one full-size step raises the peak RSS (see `hiermae.resources`)."""
     torch.set_num_threads(args.threads or torch.get_num_threads())
     encoder = build_encoder(args.memory_probe, sparse=bool(args.sparse), input_size=args.input).train()
     train_step(encoder, *make_inputs(2, args.input, args.mask_ratio, "cpu"))  # warm-up: allocator, library code
     images, visible = make_inputs(args.batch, args.input, args.mask_ratio, "cpu")
-    with open("/proc/self/clear_refs", "w") as clear_refs:
-        clear_refs.write("5")
-    before = status_bytes("VmRSS")
-    train_step(encoder, images, visible)
-    print(status_bytes("VmHWM") - before)
+    print(step_peak_rss_bytes(lambda: train_step(encoder, images, visible)))
 
 
 def measure(args: argparse.Namespace, name: str) -> dict[str, dict[str, float]]:

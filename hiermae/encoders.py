@@ -5,12 +5,22 @@ import torch
 from hiermae.registry import ENCODERS
 
 
-def build_encoder(backbone: str, *, sparse: bool = True, input_size: int = 224) -> torch.nn.Module:
-    """Return the encoder adapter for a timm backbone name (`sparse=False` gives the dense reference)."""
+def encoder_family(backbone: str) -> type:
+    """The adapter class whose family handles `backbone`, or a ValueError listing the supported families."""
     import hiermae.backbones  # noqa: F401  (registers the families)
 
     for family in ENCODERS.module_dict.values():
         if family.supports(backbone):
-            return family(backbone, sparse=sparse, input_size=input_size)
+            return family
     families = "; ".join(f"{cls.family}: {cls.examples}" for cls in ENCODERS.module_dict.values())
     raise ValueError(f"unsupported backbone {backbone!r}; supported families: {families}")
+
+
+def check_backbone_name(backbone: str) -> None:
+    """Raise the `build_encoder` error for an unsupported name without building anything."""
+    encoder_family(backbone)
+
+
+def build_encoder(backbone: str, *, sparse: bool = True, input_size: int = 224) -> torch.nn.Module:
+    """Return the encoder adapter for a timm backbone name (`sparse=False` gives the dense reference)."""
+    return encoder_family(backbone)(backbone, sparse=sparse, input_size=input_size)

@@ -3,14 +3,16 @@
     python tools/evaluate.py [CKPT] [--backbone NAME] [--input-size S] [--protocol knn linear finetune]
                              [--train-limit N] [--test-limit N] [--linear-epochs E] [--finetune-epochs E]
                              [--batch-size B]
-                             [--work-dir D] [--seed 0]
+                             [--work-dir D] [--seed 0] [--json FILE]
 
 CKPT is a pretraining checkpoint or a timm export (`tools/export.py --format timm`); without it the backbone
 named by --backbone is evaluated from random initialisation (the baseline pretraining must beat).
 """
 
 import argparse
+from pathlib import Path
 
+from hiermae.compare.runs import write_json
 from hiermae.downstream.classification import evaluate
 
 
@@ -30,6 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=128, help="fine-tuning batch size")
     parser.add_argument("--work-dir", default="work_dirs/evaluate", help="where the runners write their logs")
     parser.add_argument("--seed", type=int, default=0, help="random seed (random init, data order)")
+    parser.add_argument("--json", help="also write {protocol: top-1} to this file")
     return parser.parse_args(argv)
 
 
@@ -54,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     names = {"knn": "kNN (cosine, k=20)", "linear": "linear probe", "finetune": "fine-tune"}
     for protocol, accuracy in results.items():
         print(f"top-1 {protocol}: {accuracy:.4f}  ({names[protocol]}, {source})")
+    if args.json:
+        write_json(Path(args.json), results)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Side-by-side comparisons and ablations of masked pretraining (`tools/compare.py`)."""

@@ -1,0 +1,82 @@
+"""Cost of one backbone's masked-pretraining step: parameters, FLOPs, throughput and peak memory.
+
+    python -m hiermae.compare.measure BACKBONE [--sparse 1] [--input-size 96] [--batch-size 32]
+                                      [--mask-ratio 0.75] [--json FILE]
+
+Run as its own process (the comparison does), so the peak-memory figure starts from a fresh heap. Throughput is
+images per second of the whole pretrainer's forward + backward (encoder, decoder, target, loss; no optimiser
+step), the median of a few timed steps after a warm-up; peak memory is how far one step raises the resident set
+(`hiermae.resources`). FLOPs are per image, forward only (`hiermae.flops.pretraining_flops`).
+"""
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from hiermae.compare.runs import write_json
+from hiermae.flops import pretraining_flops
+from hiermae.pretrainer import MaskedPretrainer, build_pretrainer
+from hiermae.resources import step_peak_rss_bytes
+
+DECODER = dict(type="unet", width=256)  # the comparison's shared decoder
+
+
+def training_step(model: MaskedPretrainer, images: torch.Tensor) -> None:
+    """Forward and backward of the whole pretrainer on a seeded mask."""
+    visible = model.draw_mask(images, torch.arange(images.shape[0]))
+    model(images, visible=visible, mode="loss")["loss"].backward()
+    model.zero_grad(set_to_none=True)
+
+
+def measure(backbone: str, sparse: bool, input_size: int, batch_size: int, mask_ratio: float, repeats: int = 3) -> dict:
+    """All figures for one backbone and mode, as a JSON-ready dict."""
+    torch.manual_seed(0)
+    model = build_pretrainer(backbone, sparse=sparse, input_size=input_size, mask_ratio=mask_ratio, decoder=DECODER)
+    model.train()
+    images = torch.randn(batch_size, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    training_step(model, images[:2])  # warm-up: allocator, library code, lazily built tables
+    peak = step_peak_rss_bytes(lambda: training_step(model, images))
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        training_step(model, images)
+        seconds.append(time.perf_counter() - start)
+    flops = pretraining_flops(backbone, input_size, mask_ratio, sparse=sparse, decoder=DECODER)
+    return {
+        "backbone": backbone,
+        "sparse": sparse,
+        "input_size": input_size,
+        "batch_size": batch_size,
+        "mask_ratio": mask_ratio,
+        "threads": torch.get_num_threads(),
+        "images_per_second": batch_size / statistics.median(seconds),
+        "peak_mib": peak / 2**20,
+        "encoder_parameters": flops.encoder_parameters,
+        "decoder_parameters": flops.decoder_parameters,
+        "dense_inference_flops": flops.dense_inference,
+        "encoder_flops": flops.encoder,
+        "decoder_flops": flops.decoder,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("backbone")
+    parser.add_argument("--sparse", type=int, default=1, help="1: hiermae's sparse path, 0: the dense reference")
+    parser.add_argument("--input-size", type=int, default=96)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--mask-ratio", type=float, default=0.75)
+    parser.add_argument("--json", help="write the figures to this file")
+    args = parser.parse_args(argv)
+    figures = measure(args.backbone, bool(args.sparse), args.input_size, args.batch_size, args.mask_ratio)
+    print(json.dumps(figures, indent=2))
+    if args.json:
+        write_json(Path(args.json), figures)
+
+
+if __name__ == "__main__":
+    main()

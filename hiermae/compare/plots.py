@@ -1,0 +1,65 @@
+"""The comparison's PNG plots (matplotlib, no display needed)."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+
+from hiermae.compare.results import PROTOCOL_NAMES, Spread, VariantResults  # noqa: E402
+
+
+def loss_curves(results: list[VariantResults], path: Path) -> None:
+    """Mean pretraining loss over seeds against images seen, one line per variant, min–max band."""
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for result in results:
+        curves = [dict(curve) for curve in result.losses.values() if curve]
+        if not curves:
+            continue
+        iters = sorted(set.intersection(*(set(curve) for curve in curves)))
+        images = [i * result.variant.pretraining.batch_size for i in iters]
+        values = [[curve[i] for curve in curves] for i in iters]
+        axes.plot(images, [sum(v) / len(v) for v in values], label=result.variant.label)
+        axes.fill_between(images, [min(v) for v in values], [max(v) for v in values], alpha=0.2)
+    axes.set(xlabel="images seen", ylabel="pretraining loss (masked units)", title="Pretraining loss, mean of seeds")
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=8)
+    save(figure, path)
+
+
+def accuracy_bars(rows: list[tuple[str, dict[str, Spread]]], protocols: list[str], path: Path) -> None:
+    """Grouped bars: for each protocol, one bar per row (e.g. backbone × init), error bars one std."""
+    figure, axes = plt.subplots(figsize=(max(7, 1.2 * len(rows) * len(protocols) / 2), 4.5))
+    width = 0.8 / max(1, len(rows))
+    for index, (label, spreads) in enumerate(rows):
+        positions = [p + index * width for p in range(len(protocols))]
+        means = [100 * spreads[p].mean for p in protocols]
+        errors = [100 * spreads[p].std for p in protocols]
+        axes.bar(positions, means, width, yerr=errors, capsize=3, label=label)
+    axes.set_xticks([p + 0.4 - width / 2 for p in range(len(protocols))], [PROTOCOL_NAMES[p] for p in protocols])
+    axes.set(ylabel="Fashion-MNIST top-1 (%)", title="Accuracy, mean ± std over seeds")
+    axes.legend(fontsize=7, ncol=2)
+    save(figure, path)
+
+
+def scatter(points: list[tuple[str, float, Spread | float]], xlabel: str, ylabel: str, title: str, path: Path) -> None:
+    """Labelled points (x, y or y with a spread); log-scaled x because FLOPs span orders of magnitude."""
+    figure, axes = plt.subplots(figsize=(6.5, 4.5))
+    for label, x, y in points:
+        if isinstance(y, Spread):
+            axes.errorbar([x], [100 * y.mean], yerr=[100 * y.std], fmt="o", capsize=3, label=label)
+        else:
+            axes.plot([x], [y], "o", label=label)
+    axes.set_xscale("log")
+    axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if points:
+        axes.legend(fontsize=7)
+    save(figure, path)
+
+
+def save(figure: plt.Figure, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

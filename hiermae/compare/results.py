@@ -1,0 +1,82 @@
+"""The finished steps of a comparison, gathered into per-variant figures (mean ± std over seeds)."""
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hiermae.compare.plan import Variant
+from hiermae.compare.runs import evaluation_path, pretraining_path, read_json
+
+PROTOCOL_NAMES = {"knn": "kNN", "linear": "linear probe", "finetune": "fine-tune"}
+TRAINING_FLOPS_PER_FORWARD = 3  # forward + backward ≈ 3 forward passes (backward ≈ 2×)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Mean and sample standard deviation of a few seeds' values."""
+
+    values: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+
+    def text(self, scale: float = 100.0, digits: int = 1) -> str:
+        if not self.values:
+            return "–"
+        return f"{self.mean * scale:.{digits}f} ± {self.std * scale:.{digits}f}"
+
+
+@dataclass
+class VariantResults:
+    """Everything measured for one variant: its loss curves and its accuracy per protocol, per seed."""
+
+    variant: Variant
+    losses: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
+    accuracy: dict[str, dict[int, float]] = field(default_factory=dict)
+
+    def spread(self, protocol: str) -> Spread:
+        return Spread(tuple(self.accuracy.get(protocol, {}).values()))
+
+    def final_loss(self) -> Spread:
+        return Spread(tuple(curve[-1][1] for curve in self.losses.values() if curve))
+
+
+def gather_variant(run: Path, variant: Variant, seeds: list[int]) -> VariantResults:
+    """Read the pretraining and evaluation results of one variant that exist so far."""
+    results = VariantResults(variant)
+    for seed in seeds:
+        pretrain = pretraining_path(run, variant.pretraining, seed)
+        if pretrain.exists():
+            results.losses[seed] = [tuple(point) for point in read_json(pretrain)["losses"]]
+        add_accuracy(results.accuracy, evaluation_path(run, variant.pretraining.name, seed), seed)
+    return results
+
+
+def gather_random_init(run: Path, backbone: str, input_size: int, seeds: list[int]) -> dict[str, dict[int, float]]:
+    """Accuracy per protocol and seed of randomly initialised `backbone` (the baseline pretraining must beat)."""
+    accuracy: dict[str, dict[int, float]] = {}
+    for seed in seeds:
+        add_accuracy(accuracy, evaluation_path(run, random_init_tag(backbone, input_size), seed), seed)
+    return accuracy
+
+
+def add_accuracy(accuracy: dict[str, dict[int, float]], path: Path, seed: int) -> None:
+    if path.exists():
+        for protocol, value in read_json(path).items():
+            accuracy.setdefault(protocol, {})[seed] = float(value)
+
+
+def random_init_tag(backbone: str, input_size: int) -> str:
+    return f"random-{backbone}-{input_size}px"
+
+
+def pretraining_compute(measurement: dict, images_seen: int) -> float:
+    """Total pretraining FLOPs of a run: per-image forward (encoder + decoder) × 3 × images seen."""
+    forward = measurement["encoder_flops"] + measurement["decoder_flops"]
+    return forward * TRAINING_FLOPS_PER_FORWARD * images_seen

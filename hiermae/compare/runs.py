@@ -1,0 +1,171 @@
+"""The steps of a comparison, each a subprocess whose result is a JSON file in the run folder.
+
+A step whose result file exists is skipped, so an interrupted comparison resumes where it stopped; a pretraining
+run that was cut off resumes from its last checkpoint (`tools/train.py --resume`). Result files are written by
+rename, so a kill never leaves a half-written one. Independent steps run `jobs` at a time, each with an equal
+share of the CPU threads.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from hiermae.compare.plan import ROOT, Pretraining
+
+
+def write_json(path: Path, data: object) -> None:
+    """Write `data` as JSON by rename, so the file is either absent or complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=2))
+    os.replace(partial, path)
+
+
+def read_json(path: Path) -> object:
+    return json.loads(path.read_text())
+
+
+@dataclass(frozen=True)
+class Step:
+    """A command whose success is recorded in `result` (the command writes it, or `collect` builds it after)."""
+
+    name: str
+    command: list[str]
+    result: Path
+    log: Path
+    collect: Callable[[], object] | None = None
+
+
+class StepError(RuntimeError):
+    """A step's command exited non-zero; the message names the step and its log."""
+
+
+def run_step(step: Step, threads: int) -> float:
+    """Run `step` unless its result exists; return the seconds it took (0 when skipped)."""
+    if step.result.exists():
+        return 0.0
+    step.log.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT))
+    start = time.monotonic()
+    with open(step.log, "a") as log:
+        print(f"$ {' '.join(step.command)}", file=log, flush=True)
+        code = subprocess.run(step.command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+    if code != 0:
+        raise StepError(f"step {step.name} failed (exit {code}); see {step.log}")
+    if step.collect is not None:
+        write_json(step.result, step.collect())
+    if not step.result.exists():
+        raise StepError(f"step {step.name} finished without writing {step.result}; see {step.log}")
+    return time.monotonic() - start
+
+
+def run_steps(steps: Sequence[Step], jobs: int, cpus: int | None = None) -> None:
+    """Run independent steps `jobs` at a time, printing progress; the first failure stops the rest."""
+    pending = [step for step in steps if not step.result.exists()]
+    skipped = len(steps) - len(pending)
+    if skipped:
+        print(f"  {skipped} of {len(steps)} steps already done (resuming)", flush=True)
+    threads = max(1, (cpus or os.cpu_count() or 1) // max(1, jobs))
+
+    def run_and_report(step: Step) -> None:
+        seconds = run_step(step, threads)
+        print(f"  done {step.name} ({seconds:.0f} s)", flush=True)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for future in [pool.submit(run_and_report, step) for step in pending]:
+            future.result()
+
+
+def pretrain_step(run: Path, pretraining: Pretraining, seed: int) -> Step:
+    """Pretrain one setting with one seed through tools/train.py; the result holds the loss curve."""
+    work_dir = pretraining_path(run, pretraining, seed).parent
+    config = work_dir / "config.py"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if not config.exists():
+        config.write_text(pretraining.config_text(seed))
+    command = [sys.executable, "tools/train.py", str(config), "--work-dir", str(work_dir)]
+    if (work_dir / "last_checkpoint").exists():
+        command.append("--resume")
+    return Step(
+        name=f"pretrain {pretraining.name} seed {seed}",
+        command=command,
+        result=pretraining_path(run, pretraining, seed),
+        log=work_dir / "train.log",
+        collect=lambda: {"losses": loss_curve(work_dir), "checkpoint": str(final_checkpoint(work_dir, pretraining))},
+    )
+
+
+def final_checkpoint(work_dir: Path, pretraining: Pretraining) -> Path:
+    return work_dir / f"iter_{pretraining.iters}.pth"
+
+
+def loss_curve(work_dir: Path) -> list[tuple[int, float]]:
+    """(iteration, logged loss) pairs from every session of a run (a resumed run logs in a new folder)."""
+    points = {}
+    for scalars in sorted(work_dir.glob("*/vis_data/scalars.json")):
+        for line in scalars.read_text().splitlines():
+            record = json.loads(line)
+            if "loss" in record:
+                points[int(record["iter"])] = float(record["loss"])
+    return sorted(points.items())
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Fashion-MNIST protocols and data limits shared by every evaluation in a comparison."""
+
+    protocols: tuple[str, ...] = ("knn", "linear", "finetune")
+    train_limit: int = 4000
+    test_limit: int = 1000
+    linear_epochs: int = 20
+    finetune_epochs: int = 1
+
+
+def evaluate_step(
+    run: Path, evaluation: Evaluation, seed: int, *, checkpoint: Path | None, backbone: str, input_size: int, tag: str
+) -> Step:
+    """tools/evaluate.py on a pretraining checkpoint, or on random init of `backbone` when `checkpoint` is None."""
+    folder = evaluation_path(run, tag, seed).parent
+    command = [sys.executable, "tools/evaluate.py"]
+    command += [str(checkpoint)] if checkpoint is not None else ["--backbone", backbone]
+    command += ["--input-size", str(input_size), "--protocol", *evaluation.protocols, "--seed", str(seed)]
+    command += ["--train-limit", str(evaluation.train_limit), "--test-limit", str(evaluation.test_limit)]
+    command += ["--linear-epochs", str(evaluation.linear_epochs), "--finetune-epochs", str(evaluation.finetune_epochs)]
+    command += ["--work-dir", str(folder), "--json", str(folder / "result.json")]
+    return Step(name=f"evaluate {tag} seed {seed}", command=command, result=folder / "result.json", log=folder / "log")
+
+
+def measure_step(
+    run: Path, backbone: str, *, sparse: bool, input_size: int, batch_size: int, mask_ratio: float
+) -> Step:
+    """Throughput, peak memory and FLOPs of one backbone's pretraining step (`hiermae.compare.measure`)."""
+    mode = "sparse" if sparse else "dense"
+    result = measurement_path(run, backbone, sparse, input_size, batch_size, mask_ratio)
+    command = [sys.executable, "-m", "hiermae.compare.measure", backbone, "--sparse", str(int(sparse))]
+    command += ["--input-size", str(input_size), "--batch-size", str(batch_size), "--mask-ratio", str(mask_ratio)]
+    command += ["--json", str(result)]
+    return Step(name=f"measure {backbone} {mode}", command=command, result=result, log=result.with_suffix(".log"))
+
+
+def measurement_path(
+    run: Path, backbone: str, sparse: bool, input_size: int, batch_size: int, mask_ratio: float
+) -> Path:
+    """Where `measure_step` writes the figures of one backbone and mode."""
+    mode = "sparse" if sparse else "dense"
+    return run / "measure" / f"{backbone}-{mode}-{input_size}px-b{batch_size}-mask{round(mask_ratio * 100)}.json"
+
+
+def pretraining_path(run: Path, pretraining: Pretraining, seed: int) -> Path:
+    """Where `pretrain_step` records a finished run (its loss curve and final checkpoint)."""
+    return run / "pretrain" / pretraining.name / f"seed{seed}" / "result.json"
+
+
+def evaluation_path(run: Path, tag: str, seed: int) -> Path:
+    """Where `evaluate_step` writes the accuracy per protocol of one evaluated encoder and seed."""
+    return run / "evaluate" / tag / f"seed{seed}" / "result.json"

@@ -1,0 +1,180 @@
+"""tools/compare.py: plans, generated configs, resumable steps, settings guard, report and claims."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mmengine.config import Config
+
+from hiermae.compare.comparison import Settings, SettingsMismatchError, check_settings, write_report
+from hiermae.compare.plan import Pretraining, ablation_plan, comparison_plan
+from hiermae.compare.report import verdict
+from hiermae.compare.results import Spread, random_init_tag
+from hiermae.compare.runs import (
+    Evaluation,
+    Step,
+    StepError,
+    evaluation_path,
+    measurement_path,
+    pretraining_path,
+    run_step,
+    run_steps,
+    write_json,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_generated_config_holds_the_setting_and_seed(tmp_path):
+    setting = Pretraining("convnext_atto", sparse=False, mask_ratio=0.6, target="hog", decoder="linear", iters=30)
+    path = tmp_path / "config.py"
+    path.write_text(setting.config_text(seed=3))
+    cfg = Config.fromfile(path)
+    assert cfg.model.backbone == "convnext_atto" and cfg.model.sparse is False
+    assert cfg.model.mask == dict(type="random", mask_ratio=0.6) and cfg.model.target.type == "hog"
+    assert dict(cfg.model.decoder) == {"type": "linear"}  # the base's UNet width is dropped, not merged
+    assert cfg.model.mask_seed == 3 and cfg.randomness.seed == 3
+    assert cfg.train_cfg.max_iters == 30 and cfg.param_scheduler[1].end == 30
+    assert cfg.train_dataloader.dataset.image_size == cfg.model.input_size == 96
+
+
+def test_names_change_with_every_setting():
+    base = Pretraining("resnet18")
+    fields = dict(sparse=False, mask_ratio=0.6, target="hog", decoder="linear", input_size=64, iters=10, batch_size=8)
+    names = {base.name} | {Pretraining("resnet18", **{k: v}).name for k, v in fields.items()}
+    assert len(names) == len(fields) + 1
+
+
+def test_ablation_plan_covers_each_axis_once_with_one_baseline():
+    base = Pretraining("convnext_atto")
+    variants = ablation_plan(["mask_ratio", "target", "sparse", "decoder"], base)
+    labels = [v.label for v in variants]
+    assert labels[0] == "baseline" and variants[0].pretraining == base
+    assert len({v.pretraining for v in variants}) == len(variants) == 1 + 3 + 2 + 1 + 2
+    assert "mask_ratio=0.9" in labels and "sparse=False" in labels and "decoder=linear" in labels
+    with pytest.raises(ValueError, match="unknown ablations \\['depth'\\]"):
+        ablation_plan(["depth"], base)
+    assert [v.label for v in comparison_plan(["resnet18", "vit_tiny_patch16_224"], base)] == [
+        "resnet18",
+        "vit_tiny_patch16_224",
+    ]
+
+
+def test_a_done_step_is_skipped_and_a_failed_one_names_its_log(tmp_path):
+    marker = tmp_path / "ran"
+    command = [sys.executable, "-c", f"open({str(marker)!r}, 'a').write('x')"]
+    done = Step("done", command, tmp_path / "done.json", tmp_path / "done.log")
+    write_json(done.result, {})
+    assert run_step(done, threads=1) == 0.0 and not marker.exists()
+    collected = Step("collected", command, tmp_path / "c.json", tmp_path / "c.log", collect=lambda: {"ok": 1})
+    run_steps([collected], jobs=1)
+    assert marker.read_text() == "x" and json.loads(collected.result.read_text()) == {"ok": 1}
+    failing = Step("broken", [sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "b.json", tmp_path / "b.log")
+    with pytest.raises(StepError, match=r"step broken failed \(exit 3\); see .*b\.log"):
+        run_step(failing, threads=1)
+    assert not failing.result.exists()
+
+
+def settings(**changes) -> Settings:
+    base = Pretraining("resnet18", iters=4, batch_size=2, input_size=64)
+    values = dict(backbones=("resnet18",), seeds=(0, 1), base=base, evaluation=Evaluation(), ablate=())
+    values.update(changes)
+    return Settings(**values)
+
+
+def test_a_run_folder_refuses_other_settings(tmp_path):
+    check_settings(tmp_path, settings())
+    check_settings(tmp_path, settings())  # same settings: resumes
+    with pytest.raises(SettingsMismatchError, match=r"different settings \(seeds\)"):
+        check_settings(tmp_path, settings(seeds=(0, 1, 2)))
+
+
+@pytest.mark.parametrize(
+    ("better", "worse", "expected"),
+    [
+        ((0.80, 0.81, 0.82), (0.70, 0.71, 0.72), "reproduced"),
+        ((0.75, 0.70, 0.80), (0.74, 0.70, 0.78), "same direction, within seed noise"),
+        ((0.60, 0.61, 0.62), (0.70, 0.71, 0.72), "not reproduced (opposite, beyond seed noise)"),
+        ((0.70,), (), "not measured"),
+    ],
+)
+def test_verdict_weighs_the_difference_against_the_seed_spread(better, worse, expected):
+    assert verdict(Spread(better), Spread(worse)) == expected
+
+
+def fake_results(run: Path, config: Settings, accuracy: dict[str, float], gain: float) -> None:
+    """Result files as the steps write them, with pretrained accuracy `gain` above random init."""
+    base = config.base
+    for variant in config.variants():
+        for seed in config.seeds:
+            losses = [[i, 1.0 / i] for i in range(1, 5)]
+            write_json(pretraining_path(run, variant.pretraining, seed), {"losses": losses, "checkpoint": "x.pth"})
+            scores = {p: a + gain + seed / 100 for p, a in accuracy.items()}
+            write_json(evaluation_path(run, variant.pretraining.name, seed), scores)
+        name = variant.pretraining.backbone
+        for seed in config.seeds:
+            write_json(evaluation_path(run, random_init_tag(name, base.input_size), seed), accuracy)
+        for sparse in (True, False):
+            figures = dict(encoder_parameters=11e6, decoder_parameters=2e6, dense_inference_flops=4e8,
+                           encoder_flops=1e8 if sparse else 4e8, decoder_flops=5e7,
+                           images_per_second=40.0 if sparse else 10.0, peak_mib=100.0 if sparse else 300.0)  # fmt: skip
+            write_json(measurement_path(run, name, sparse, base.input_size, base.batch_size, base.mask_ratio), figures)
+
+
+def test_comparison_report_tables_and_plots(tmp_path):
+    config = settings(evaluation=Evaluation(protocols=("knn", "linear")))
+    fake_results(tmp_path / "run", config, {"knn": 0.5, "linear": 0.6}, gain=0.1)
+    report = write_report(tmp_path / "run", config, tmp_path / "out" / "report.md", "python tools/compare.py", 12.5)
+    text = report.read_text()
+    assert "Wall time of the command: **12.5 min**" in text
+    assert "| resnet18 | 11.0 | 0.40 | 0.10 + 0.05 | 0.25 | 0.45 | 40.0 | 10.0 | 4.00× | 100 | 300 |" in text
+    assert "| resnet18 | random | 50.0 ± 0.0 | 60.0 ± 0.0 | |" in text
+    assert "| resnet18 | hiermae | 60.5 ± 0.7 | 70.5 ± 0.7 | 0.250 ± 0.000 |" in text
+    assert "| resnet18 | gain | +10.5 | +10.5 | |" in text
+    for name in ("loss_curves", "accuracy", "accuracy_vs_flops", "throughput_vs_flops"):
+        assert (tmp_path / "out" / "report" / f"{name}.png").stat().st_size > 1000
+        assert f"![{name}](report/{name}.png)" in text
+
+
+def test_ablation_report_checks_claims_against_the_baseline(tmp_path):
+    config = settings(ablate=("sparse",), evaluation=Evaluation(protocols=("linear",)))
+    run = tmp_path / "run"
+    fake_results(run, config, {"linear": 0.6}, gain=0.1)
+    dense = next(v for v in config.variants() if v.label == "sparse=False")
+    for seed in config.seeds:
+        write_json(evaluation_path(run, dense.pretraining.name, seed), {"linear": 0.5})
+    text = write_report(
+        run, config, tmp_path / "ablation.md", "python tools/compare.py --ablate sparse", 3.0
+    ).read_text()
+    assert "| sparse=True (baseline) | 0.250 ± 0.000 | 70.5 ± 0.7 |" in text
+    assert "| sparse=False | 0.250 ± 0.000 | 50.0 ± 0.0 |" in text
+    assert "| sparse pretraining of a CNN beats the dense masked reference |" in text
+    assert text.count("| reproduced |") == 1
+
+
+def test_cli_rejects_an_unknown_backbone_before_any_work(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "tools/compare.py", "--out", str(tmp_path / "run"), "--backbones", "alexnet"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0 and "unsupported backbone 'alexnet'" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_compare_end_to_end_then_resumes_without_rework(tmp_path):
+    command = [
+        sys.executable, "tools/compare.py", "--out", str(tmp_path / "run"), "--report", str(tmp_path / "r.md"),
+        "--backbones", "convnext_atto", "--seeds", "0", "1", "--iters", "10", "--batch-size", "4",
+        "--input-size", "64", "--protocols", "knn", "linear", "--train-limit", "64", "--test-limit", "32",
+        "--linear-epochs", "1", "--jobs", "2",
+    ]  # fmt: skip
+    first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    text = (tmp_path / "r.md").read_text()
+    assert "| convnext_atto | hiermae |" in text and "not measured" not in text
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("already done (resuming)") == 3 and "done pretrain" not in again.stdout

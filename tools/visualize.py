@@ -1,0 +1,81 @@
+"""Reconstruction grid of a pretraining checkpoint: original | masked input | prediction | prediction pasted.
+
+    python tools/visualize.py CKPT [--out PNG] [--images 8] [--mask-ratio R] [--seed 0] [--image-folder DIR]
+
+The model (backbone, sparse path, decoder, target) is rebuilt from the config stored in the checkpoint and its
+weights are loaded strictly. Images are Fashion-MNIST test images at the checkpoint's input size, or the first
+readable images of --image-folder; masks are seeded, so the same command draws the same grid. --mask-ratio
+replaces the training ratio to see how the model copes with more or less context.
+"""
+
+import argparse
+from pathlib import Path
+
+import torch
+from mmengine.dataset import pseudo_collate
+from mmengine.registry import MODELS
+
+import hiermae  # noqa: F401  (registers hiermae's models and datasets)
+from hiermae.datasets import FashionMNIST, ImageFolder
+from hiermae.downstream.checkpoints import CheckpointError, config_of, load_file
+from hiermae.downstream.key_report import strict_load
+from hiermae.hooks import to_unit_range
+from hiermae.masks import check_mask_ratio
+from hiermae.pretrainer import MaskedPretrainer
+from hiermae.visualization import save_reconstruction_grid
+
+
+def load_pretrainer(path: str | Path, mask_ratio: float | None = None) -> MaskedPretrainer:
+    """The pretrainer a checkpoint was trained as, with its weights, in eval mode."""
+    checkpoint = load_file(path)
+    cfg = config_of(checkpoint)
+    if cfg is None or "model" not in cfg:
+        raise CheckpointError(f"{path} stores no training config: pass a checkpoint written by tools/train.py")
+    model_cfg = cfg.model.copy()
+    if mask_ratio is not None:
+        model_cfg.mask = dict(model_cfg.get("mask") or {"type": "random"}, mask_ratio=check_mask_ratio(mask_ratio))
+    model = MODELS.build(model_cfg)
+    strict_load(model, checkpoint["state_dict"], f"pretrainer {model_cfg.backbone}", ())
+    return model.eval()
+
+
+def first_images(model: MaskedPretrainer, count: int, image_folder: str | None) -> list[dict]:
+    """`count` dataset items at the model's input size (Fashion-MNIST test split unless a folder is given)."""
+    if image_folder:
+        dataset = ImageFolder(root=image_folder, image_size=model.input_size)
+    else:
+        dataset = FashionMNIST(split="test", image_size=model.input_size, limit=count)
+    return [dataset[i] for i in range(min(count, len(dataset)))]
+
+
+@torch.no_grad()
+def visualize(checkpoint: str, out: Path, images: int, mask_ratio: float | None, seed: int, folder: str | None) -> Path:
+    """Write the grid for the first `images` images and return its path."""
+    model = load_pretrainer(checkpoint, mask_ratio)
+    data = model.data_preprocessor(pseudo_collate(first_images(model, images, folder)), training=False)
+    inputs = data["inputs"]
+    seeds = torch.arange(seed, seed + inputs.shape[0])
+    output = model(inputs, mode="tensor", visible=model.draw_mask(inputs, seeds))
+    if output["pred"] is None:
+        raise SystemExit(f"{checkpoint}: the {type(model.target).__name__} target has no pixel-space prediction")
+    to_pixels = model.data_preprocessor
+    return save_reconstruction_grid(
+        out, to_unit_range(inputs, to_pixels), to_unit_range(output["pred"], to_pixels), output["visible"], model.unit
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", help="a pretraining checkpoint (iter_N.pth)")
+    parser.add_argument("--out", default="reconstruction.png", help="PNG to write")
+    parser.add_argument("--images", type=int, default=8, help="number of images (rows)")
+    parser.add_argument("--mask-ratio", type=float, help="mask ratio to draw (default: the training one)")
+    parser.add_argument("--seed", type=int, default=0, help="first mask seed")
+    parser.add_argument("--image-folder", help="use the images of this folder instead of Fashion-MNIST")
+    args = parser.parse_args(argv)
+    path = visualize(args.checkpoint, Path(args.out), args.images, args.mask_ratio, args.seed, args.image_folder)
+    print(f"reconstruction grid: {path}  (original | masked input | prediction | prediction pasted)")
+
+
+if __name__ == "__main__":
+    main()
