@@ -1,8 +1,10 @@
 """`MaskedPretrainer`: the one place that strings mask, encoder, decoder, target and loss together."""
 
+from collections import OrderedDict
 from typing import Any
 
 import torch
+from mmengine.dist import all_reduce_dict
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
@@ -53,6 +55,16 @@ class MaskedPretrainer(BaseModel):
             out_channels=self.target.channels,
             out_stride=self.target.stride,
         )
+
+    def parse_losses(self, losses: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """mmengine's parsing, but the logged values are means over all processes, not rank 0's share of the batch.
+
+        The loss to back-propagate stays this process's own; DDP averages the gradients.
+        """
+        loss, log_vars = super().parse_losses(losses)
+        logged = OrderedDict((name, value.detach().clone()) for name, value in log_vars.items())
+        all_reduce_dict(logged, op="mean")
+        return loss, logged
 
     def sample_seeds(self, data_samples: dict | list[dict] | None) -> torch.Tensor | None:
         """Per-sample mask seeds from the runner's iteration and each sample's dataset index, if known."""

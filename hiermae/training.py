@@ -1,10 +1,17 @@
-"""Config assembly shared by `tools/train.py` and `tools/demo.py`."""
+"""Config assembly shared by `tools/train.py` and `tools/demo.py`, and multi-process training on CPUs."""
 
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from mmengine.config import Config
+from mmengine.model import MMDistributedDataParallel
+from mmengine.registry import MODEL_WRAPPERS
+
+from hiermae.config_check import check_config_keys, check_option_keys
+from hiermae.sparse.norm import AllReduceBatchNorm2d
 
 
 def enable_amp(cfg: Config) -> None:
@@ -20,6 +27,48 @@ def enable_amp(cfg: Config) -> None:
         wrapper.dtype = "bfloat16"
 
 
+@MODEL_WRAPPERS.register_module()
+class CPUDistributedDataParallel(MMDistributedDataParallel):
+    """mmengine's DDP wrapper for CPU processes, optionally turning BatchNorms into `AllReduceBatchNorm2d` first.
+
+    DDP refuses `nn.SyncBatchNorm` in a CPU module, so `sync_bn` on CPU converts to the all-reduce BatchNorm.
+    """
+
+    def __init__(self, module: torch.nn.Module, sync_bn: bool = False, **kwargs: Any) -> None:
+        if sync_bn:
+            module = AllReduceBatchNorm2d.convert(module)
+        super().__init__(module=module, **kwargs)
+
+
+def use_cpu_processes(cfg: Config) -> None:
+    """Make mmengine's DDP set-up work on CPU processes (gloo).
+
+    mmengine passes `device_ids=[LOCAL_RANK]`, which CPU modules refuse, and `sync_bn='torch'` converts to
+    `nn.SyncBatchNorm`, which DDP refuses on CPU: wrap in `CPUDistributedDataParallel` instead, which syncs
+    BatchNorm statistics itself when `sync_bn` is set.
+    """
+    sync_bn = cfg.pop("sync_bn", None)
+    if sync_bn not in (None, "torch"):
+        raise ValueError(f"sync_bn={sync_bn!r} is not available on CPU; use sync_bn='torch' or leave it unset")
+    cfg.model_wrapper_cfg = dict(
+        type="CPUDistributedDataParallel", device_ids=None, broadcast_buffers=False, sync_bn=sync_bn is not None
+    )
+
+
+def init_cpu_process_group(cfg: Config) -> None:
+    """Join the torchrun process group without a GPU (mmengine's `init_dist` calls `torch.cuda.set_device`).
+
+    mmengine skips its own initialisation when a group exists. The backend is `env_cfg.dist_cfg.backend` (gloo).
+    """
+    if torch.cuda.is_available() or dist.is_initialized():
+        return
+    dist_cfg = dict(cfg.get("env_cfg", {}).get("dist_cfg", {}))
+    backend = dist_cfg.pop("backend", "gloo")
+    dist.init_process_group(
+        backend=backend, rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]), **dist_cfg
+    )
+
+
 def build_config(
     config: str,
     *,
@@ -29,11 +78,18 @@ def build_config(
     cfg_options: dict[str, Any] | None = None,
     launcher: str = "none",
 ) -> Config:
-    """Load `config` and apply the command-line choices; `resume='auto'` resumes from the work dir's last save."""
+    """Load `config` and apply the command-line choices; `resume='auto'` resumes from the work dir's last save.
+
+    Unknown keys, in the options or in the config's constructor dicts, raise `UnknownConfigKeyError`.
+    """
     cfg = Config.fromfile(config)
     if cfg_options:
+        check_option_keys(cfg, cfg_options)
         cfg.merge_from_dict(cfg_options)
+    check_config_keys(cfg)
     cfg.launcher = launcher
+    if launcher != "none" and not torch.cuda.is_available():
+        use_cpu_processes(cfg)
     if work_dir:
         cfg.work_dir = work_dir
     elif cfg.get("work_dir") is None:

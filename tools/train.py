@@ -11,8 +11,8 @@ from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 import hiermae  # noqa: F401  (registers hiermae's models, datasets and hooks)
-from hiermae.checkpoint import configure_checkpoint_io
-from hiermae.training import build_config
+from hiermae.checkpoint import check_run_checkpoint, configure_checkpoint_io
+from hiermae.training import build_config, init_cpu_process_group
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,7 +42,11 @@ def main(argv: list[str] | None = None) -> None:
         cfg_options=args.cfg_options,
         launcher=args.launcher,
     )
-    Runner.from_cfg(cfg).train()
+    if args.launcher == "pytorch":
+        init_cpu_process_group(cfg)
+    runner = Runner.from_cfg(cfg)
+    check_run_checkpoint(runner.model, cfg)
+    runner.train()
 
 
 if __name__ == "__main__":

@@ -5,12 +5,15 @@
 
 Run as its own process (the comparison does), so the peak-memory figure starts from a fresh heap. Throughput is
 images per second of the whole pretrainer's forward + backward (encoder, decoder, target, loss; no optimiser
-step), the median of a few timed steps after a warm-up; peak memory is how far one step raises the resident set
-(`hiermae.resources`). FLOPs are per image, forward only (`hiermae.flops.pretraining_flops`).
+step), the median of a few timed steps after a warm-up, in wall-clock time and in this process's CPU time
+(the second is steadier when other jobs share the cores; both are recorded with the load average); peak
+memory is how far one step raises the resident set (`hiermae.resources`). FLOPs are per image, forward only
+(`hiermae.flops.pretraining_flops`).
 """
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -40,11 +43,12 @@ def measure(backbone: str, sparse: bool, input_size: int, batch_size: int, mask_
     images = torch.randn(batch_size, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
     training_step(model, images[:2])  # warm-up: allocator, library code, lazily built tables
     peak = step_peak_rss_bytes(lambda: training_step(model, images))
-    seconds = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         training_step(model, images)
-        seconds.append(time.perf_counter() - start)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
     flops = pretraining_flops(backbone, input_size, mask_ratio, sparse=sparse, decoder=DECODER)
     return {
         "backbone": backbone,
@@ -53,7 +57,9 @@ def measure(backbone: str, sparse: bool, input_size: int, batch_size: int, mask_
         "batch_size": batch_size,
         "mask_ratio": mask_ratio,
         "threads": torch.get_num_threads(),
-        "images_per_second": batch_size / statistics.median(seconds),
+        "images_per_second": batch_size / statistics.median(wall),
+        "images_per_cpu_second": batch_size / statistics.median(cpu),
+        "load_average": os.getloadavg()[0],
         "peak_mib": peak / 2**20,
         "encoder_parameters": flops.encoder_parameters,
         "decoder_parameters": flops.decoder_parameters,

@@ -3,11 +3,107 @@
 The site-row versions are the sparse path; the masked-dense versions are the reference. They are written
 independently (torch's BatchNorm on rows vs explicit masked sums) so that the equivalence tests compare two
 implementations rather than one with itself.
+
+Synchronised BatchNorm: these functions compute batch statistics themselves, so converting the modules to
+`nn.SyncBatchNorm` (mmengine's `sync_bn='torch'`, GPUs) would not sync them by itself. When `bn` is an
+`nn.SyncBatchNorm` or an `AllReduceBatchNorm2d` (the CPU stand-in: torch's SyncBatchNorm and DDP refuse CPU
+modules) in training and a process group of two or more ranks is initialised, the statistics are summed over the
+ranks with autograd-aware all-reduces (`sync_group`, `synced_moments`); otherwise every path is the single-process
+one, unchanged.
 """
 
 import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
 from torch import nn
 from torch.nn import functional as F
+
+
+def sync_group(bn: nn.Module) -> dist.ProcessGroup | None:
+    """The process group whose ranks share `bn`'s batch statistics, or None to keep them per process.
+
+    Set only for an `nn.SyncBatchNorm` in training mode under an initialised process group of two or more ranks.
+    """
+    synced = isinstance(bn, nn.SyncBatchNorm | AllReduceBatchNorm2d)
+    if not (synced and bn.training and dist.is_available() and dist.is_initialized()):
+        return None
+    group = bn.process_group or dist.group.WORLD
+    return group if dist.get_world_size(group) > 1 else None
+
+
+def synced_moments(
+    x: torch.Tensor, group: dist.ProcessGroup, weight: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-channel mean, biased variance and count over every rank of `group`, for rows `(N, C)` or maps `B×C×…`.
+
+    `weight` (1 at visible positions, 0 elsewhere; broadcast over channels) restricts the statistics. Two passes
+    (global mean, then centred squares) keep float32 precision; the all-reduces are autograd-aware so every
+    rank's inputs get the gradient of every rank's loss, as torch's SyncBatchNorm does.
+    """
+    dims = (0, *range(2, x.dim()))
+    shape = (-1, *([1] * (x.dim() - 2)))
+    weighted = x if weight is None else x * weight
+    count = x.new_tensor([x.numel() / x.shape[1]]) if weight is None else weight.sum().reshape(1).to(x.dtype)
+    totals = dist_nn.all_reduce(torch.cat([weighted.sum(dims), count]), group=group)
+    count = totals[-1].detach()
+    mean = totals[:-1] / count
+    centred = x - mean.reshape(shape)
+    if weight is not None:
+        centred = centred * weight
+    var = dist_nn.all_reduce(centred.square().sum(dims), group=group) / count
+    return mean, var, count
+
+
+def update_running_stats(bn: nn.Module, mean: torch.Tensor, var: torch.Tensor, count: float) -> None:
+    """Move `bn`'s running averages towards this batch's mean and unbiased variance, as torch's BatchNorm does."""
+    if not (bn.training and bn.track_running_stats):
+        return
+    factor = momentum_factor(bn)
+    with torch.no_grad():
+        unbiased = var * count / (count - 1)
+        bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), factor)
+        bn.running_var.lerp_(unbiased.to(bn.running_var.dtype), factor)
+
+
+class AllReduceBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics are summed over `process_group` (None: all ranks) on any device.
+
+    `nn.SyncBatchNorm` does the same on GPUs only. Outside a multi-rank process group it is `nn.BatchNorm2d`.
+    """
+
+    def __init__(self, *args, process_group: dist.ProcessGroup | None = None, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.process_group = process_group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        group = sync_group(self)
+        if group is None:
+            return super().forward(x)
+        mean, var, count = synced_moments(x.float() if x.dtype.itemsize < 4 else x, group)
+        check_enough_sites(int(count), self)
+        update_running_stats(self, mean, var, float(count))
+        scale = torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            scale = scale * self.weight
+        shift = -mean * scale + (self.bias if self.bias is not None else 0)
+        return (x * scale[:, None, None] + shift[:, None, None]).to(x.dtype)
+
+    @classmethod
+    def convert(cls, module: nn.Module, process_group: dist.ProcessGroup | None = None) -> nn.Module:
+        """Replace every `nn.BatchNorm2d` in `module` by this class, sharing its parameters and buffers."""
+        if isinstance(module, nn.BatchNorm2d) and not isinstance(module, cls):
+            converted = cls(
+                module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats,
+                process_group=process_group,
+            )  # fmt: skip
+            converted.weight, converted.bias = module.weight, module.bias
+            converted.running_mean, converted.running_var = module.running_mean, module.running_var
+            converted.num_batches_tracked = module.num_batches_tracked
+            converted.train(module.training)
+            return converted
+        for name, child in module.named_children():
+            module.add_module(name, cls.convert(child, process_group))
+        return module
 
 
 def batch_norm_sites(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
@@ -18,14 +114,17 @@ def batch_norm_sites(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
     """
     if not bn.training and bn.running_mean is not None:
         return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
-    check_enough_sites(x.shape[0], bn)
-    var, mean = torch.var_mean(x.float() if x.dtype.itemsize < 4 else x, dim=0, correction=0)
-    if bn.training and bn.track_running_stats:
-        factor = momentum_factor(bn)
-        with torch.no_grad():
-            unbiased = var * x.shape[0] / (x.shape[0] - 1)
-            bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), factor)
-            bn.running_var.lerp_(unbiased.to(bn.running_var.dtype), factor)
+    rows = x.float() if x.dtype.itemsize < 4 else x
+    group = sync_group(bn)
+    if group is None:
+        count = x.shape[0]
+        check_enough_sites(count, bn)
+        var, mean = torch.var_mean(rows, dim=0, correction=0)
+    else:
+        mean, var, total = synced_moments(rows, group)
+        count = int(total)
+        check_enough_sites(count, bn)
+    update_running_stats(bn, mean, var, count)
     scale = torch.rsqrt(var + bn.eps)
     if bn.weight is not None:
         scale = scale * bn.weight
@@ -58,7 +157,12 @@ def masked_batch_norm(x: torch.Tensor, visible: torch.Tensor, bn: nn.BatchNorm2d
     """BatchNorm of a B×C×H×W map with statistics over visible positions only; masked outputs are zero."""
     weight = visible[:, None].to(x.dtype)
     use_batch_stats = bn.training or bn.running_mean is None
-    if use_batch_stats:
+    group = sync_group(bn)
+    if use_batch_stats and group is not None:
+        mean, var, count = synced_moments(x, group, weight)
+        check_enough_sites(int(count), bn)
+        update_running_stats(bn, mean, var, float(count))
+    elif use_batch_stats:
         count = weight.sum()
         check_enough_sites(int(count), bn)
         mean = (x * weight).sum((0, 2, 3)) / count
