@@ -9,18 +9,32 @@ from timm.layers import trunc_normal_
 from torch import nn
 
 from hiermae.backbones.base import MaskedEncoder, check_divisible, zero_masked
-from hiermae.backbones.swin_sparse import TokenSites, embed_visible_patches, merge_visible_patches, sparse_block
-from hiermae.backbones.swin_windows import WindowGeometry, WindowPacking, pack_windows
+from hiermae.backbones.swin_sparse import (
+    TokenSites,
+    embed_visible_patches,
+    merge_children,
+    merge_visible_patches,
+    sparse_block,
+)
+from hiermae.backbones.swin_windows import WindowGeometry, WindowPacking, pack_windows, to_device
 from hiermae.masks import MaskPyramid
 from hiermae.registry import ENCODERS
 
 
 @dataclass(frozen=True)
 class StagePlan:
-    """Where one stage computes: its visible sites, and the packed attention groups of each of its blocks."""
+    """Where one stage computes: its visible sites, the 2×2 children each merges (None for the first stage), and
+    the packed attention groups of each window geometry its blocks use."""
 
     sites: TokenSites
-    packings: list[WindowPacking]
+    children: torch.Tensor | None
+    packing_of: dict[WindowGeometry, WindowPacking]
+    block_geometries: list[WindowGeometry]
+
+    @property
+    def packings(self) -> list[WindowPacking]:
+        """The packing of each block; blocks with equal windows share one."""
+        return [self.packing_of[geometry] for geometry in self.block_geometries]
 
 
 @ENCODERS.register_module()
@@ -79,29 +93,40 @@ class SwinEncoder(MaskedEncoder):
         """Visible tokens only, stage by stage, following `plan`."""
         plans = self.plan(pyramid)
         tokens = embed_visible_patches(self.model.patch_embed, images, plans[0].sites)
-        outputs, sites = [], plans[0].sites
+        outputs = []
         for stage, plan in zip(self.model.layers, plans, strict=True):
-            if not isinstance(stage.downsample, nn.Identity):
-                tokens = merge_visible_patches(stage.downsample, tokens, sites, plan.sites)
-            sites = plan.sites
+            if plan.children is not None:
+                tokens = merge_visible_patches(stage.downsample, tokens, plan.children)
             for block, packing in zip(stage.blocks, plan.packings, strict=True):
-                tokens = sparse_block(block, tokens, sites, packing)
-            outputs.append(sites.scatter(tokens))
+                tokens = sparse_block(block, tokens, plan.sites, packing)
+            outputs.append(plan.sites.scatter(tokens))
         return outputs
 
     def plan(self, pyramid: MaskPyramid) -> list[StagePlan]:
-        """Visible sites and packed attention groups of every stage; blocks with equal windows share a packing."""
-        plans = []
-        batch_size = pyramid.visible.shape[0]
+        """The plan of every stage, built on the host and sent to the mask's device in one copy.
+
+        Built on the device, every data-dependent shape in it (visible sites, group sizes steering the packing)
+        would make the host wait for the device; from a CPU copy of the small unit mask it waits once.
+        """
+        return to_device(self.host_plan(pyramid.visible.cpu()), pyramid.visible.device)
+
+    def host_plan(self, visible: torch.Tensor) -> list[StagePlan]:
+        """Sites, merge children and packed attention groups of every stage for a B×h×w visible map on the CPU;
+        each window geometry is packed once per stage and shared by the blocks that use it."""
+        pyramid = MaskPyramid(visible, self.mask_unit)
+        plans, previous = [], None
         for stage, stride in zip(self.model.layers, self.out_strides, strict=True):
             sites = TokenSites.of(pyramid.at(stride))
-            packings: dict[WindowGeometry, WindowPacking] = {}
+            merges = not isinstance(stage.downsample, nn.Identity)
+            children = merge_children(previous, sites) if merges else None
             geometries = [geometry_of(block, sites) for block in stage.blocks]
+            packing_of = {}
             for block, geometry in zip(stage.blocks, geometries, strict=True):
-                if geometry not in packings:
+                if geometry not in packing_of:
                     index = block.attn.relative_position_index
-                    packings[geometry] = pack_windows(sites.coordinates, batch_size, geometry, index)
-            plans.append(StagePlan(sites, [packings[geometry] for geometry in geometries]))
+                    packing_of[geometry] = pack_windows(sites.coordinates, len(visible), geometry, index)
+            plans.append(StagePlan(sites, children, packing_of, geometries))
+            previous = sites
         return plans
 
     def padding_overhead(self, visible: torch.Tensor) -> float:
@@ -113,4 +138,4 @@ class SwinEncoder(MaskedEncoder):
 
 def geometry_of(block: nn.Module, sites: TokenSites) -> WindowGeometry:
     """The window partition a timm SwinTransformerBlock applies to the grid of `sites`."""
-    return WindowGeometry(tuple(sites.visible.shape[1:]), tuple(block.window_size), tuple(block.shift_size))
+    return WindowGeometry(tuple(sites.shape[1:]), tuple(block.window_size), tuple(block.shift_size))

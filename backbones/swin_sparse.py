@@ -20,9 +20,9 @@ MERGE_ORDER = ((0, 0), (1, 0), (0, 1), (1, 1))
 
 @dataclass(frozen=True)
 class TokenSites:
-    """The visible sites of one stage, one per token, in row-major order of the B×H×W visible map."""
+    """The visible sites of one stage, one per token, in row-major order of its B×H×W visible map."""
 
-    visible: torch.Tensor
+    shape: tuple[int, int, int]  # B, H, W of the stage's grid
     batch: torch.Tensor
     ys: torch.Tensor
     xs: torch.Tensor
@@ -30,7 +30,7 @@ class TokenSites:
     @classmethod
     def of(cls, visible: torch.Tensor) -> "TokenSites":
         batch, ys, xs = visible.nonzero(as_tuple=True)
-        return cls(visible, batch, ys, xs)
+        return cls(tuple(visible.shape), batch, ys, xs)
 
     @property
     def coordinates(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -38,13 +38,13 @@ class TokenSites:
 
     def index_map(self) -> torch.Tensor:
         """B×H×W map from a site to its token index (-1 at masked sites)."""
-        index = torch.full(self.visible.shape, -1, dtype=torch.long, device=self.visible.device)
-        index[self.batch, self.ys, self.xs] = torch.arange(len(self.batch), device=self.visible.device)
+        index = torch.full(self.shape, -1, dtype=torch.long, device=self.batch.device)
+        index[self.batch, self.ys, self.xs] = torch.arange(len(self.batch), device=self.batch.device)
         return index
 
     def scatter(self, tokens: torch.Tensor) -> torch.Tensor:
         """The tokens as a dense B×C×H×W map, zero at masked sites."""
-        dense = tokens.new_zeros(*self.visible.shape, tokens.shape[1])
+        dense = tokens.new_zeros(*self.shape, tokens.shape[1])
         dense[self.batch, self.ys, self.xs] = tokens
         return dense.permute(0, 3, 1, 2)
 
@@ -59,13 +59,18 @@ def embed_visible_patches(patch_embed: nn.Module, images: torch.Tensor, sites: T
     return patch_embed.norm(F.linear(picked, proj.weight.flatten(1), proj.bias))
 
 
-def merge_visible_patches(
-    downsample: PatchMerging, tokens: torch.Tensor, fine: TokenSites, coarse: TokenSites
-) -> torch.Tensor:
-    """timm's PatchMerging for the visible coarse sites; their 2×2 children are all visible (unit alignment)."""
+def merge_children(fine: TokenSites, coarse: TokenSites) -> torch.Tensor:
+    """(coarse tokens, 4) index of each coarse site's 2×2 children among the fine tokens, in timm's merge order.
+
+    Every child is visible since mask units align with every stride.
+    """
     index = fine.index_map()
-    children = [index[coarse.batch, 2 * coarse.ys + dy, 2 * coarse.xs + dx] for dy, dx in MERGE_ORDER]
-    merged = torch.cat([tokens[child] for child in children], dim=1)
+    return torch.stack([index[coarse.batch, 2 * coarse.ys + dy, 2 * coarse.xs + dx] for dy, dx in MERGE_ORDER], 1)
+
+
+def merge_visible_patches(downsample: PatchMerging, tokens: torch.Tensor, children: torch.Tensor) -> torch.Tensor:
+    """timm's PatchMerging for the visible coarse sites, from their children's tokens (`merge_children`)."""
+    merged = tokens[children].flatten(1)
     return downsample.reduction(downsample.norm(merged))
 
 
@@ -99,7 +104,7 @@ def packed_bias_by_matmul(attn: WindowAttention, packing: WindowPacking) -> torc
     area = attn.relative_position_index.shape[0]
     window_bias = attn.relative_position_bias_table[attn.relative_position_index.view(-1)]
     window_bias = window_bias.view(area, area, -1).permute(2, 0, 1)  # (heads, area, area), as timm builds it
-    one_hot = F.one_hot(packing.slot_position, area).to(window_bias.dtype)  # (bins, capacity, area)
+    one_hot = packing.slot_one_hot.to(window_bias.dtype)  # (bins, capacity, area)
     bias = torch.einsum("bip,hpq,bjq->bhij", one_hot, window_bias, one_hot)
     return bias.masked_fill(packing.blocked.unsqueeze(1), float("-inf"))
 
@@ -109,7 +114,7 @@ def sample_drop_path(module: nn.Module, tokens: torch.Tensor, sites: TokenSites)
     if not isinstance(module, DropPath) or not module.training or module.drop_prob == 0.0:
         return module(tokens)
     keep_prob = 1.0 - module.drop_prob
-    keep = tokens.new_empty(sites.visible.shape[0]).bernoulli_(keep_prob)
+    keep = tokens.new_empty(sites.shape[0]).bernoulli_(keep_prob)
     if keep_prob > 0.0 and module.scale_by_keep:
         keep = keep / keep_prob
     return tokens * keep[sites.batch].unsqueeze(1)

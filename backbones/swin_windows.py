@@ -7,11 +7,15 @@ block-diagonal mask, gives every bin the same shape while the work stays proport
 (GreenMIM's idea, Huang et al. 2022). Packing is best-fit decreasing on group sizes.
 """
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields, is_dataclass, replace
+from functools import cached_property
+from typing import Any, TypeVar
 
 import torch
 
 REGIONS_PER_AXIS = 3  # timm's shifted-window mask splits each axis into three regions
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class WindowGeometry:
 
     def shifted(self, ys: torch.Tensor, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Coordinates after timm's cyclic shift `roll(x, -shift)` (before padding)."""
+        if self.shift == (0, 0):
+            return ys, xs
         return (ys - self.shift[0]) % self.grid[0], (xs - self.shift[1]) % self.grid[1]
 
     def locate(self, batch: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,6 +59,9 @@ class WindowGeometry:
     def padding_sites(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
         """(batch, y, x) of every padded site of the shifted, padded grid (empty when windows tile the grid)."""
         (padded_h, padded_w), (height, width) = self.padded_grid, self.grid
+        if (padded_h, padded_w) == (height, width):
+            empty = torch.empty(0, dtype=torch.long, device=device)
+            return empty, empty, empty
         ys, xs = torch.meshgrid(
             torch.arange(padded_h, device=device), torch.arange(padded_w, device=device), indexing="ij"
         )
@@ -72,26 +81,33 @@ def shift_region(coords: torch.Tensor, padded: int, window: int, shift: int) -> 
 def pack_groups(sizes: list[int], capacity: int) -> tuple[list[int], list[int], int]:
     """Best-fit decreasing bin packing: each group, largest first, goes to the fullest bin it still fits in.
 
-    Returns each group's bin, its first slot in that bin, and the number of bins.
+    Returns each group's bin, its first slot in that bin, and the number of bins. Bins are kept by free room;
+    the bits of `open_rooms` say which rooms have a bin, so the best fit is one bit operation (this loop runs on
+    the host for every group of every step).
     """
+    if sizes and max(sizes) > capacity:
+        raise ValueError(f"attention group of {max(sizes)} tokens exceeds the bin capacity {capacity}")
     order = sorted(range(len(sizes)), key=sizes.__getitem__, reverse=True)
-    bins_by_room: list[list[int]] = [[] for _ in range(capacity + 1)]
+    bins_by_room: list[list[int]] = [[] for _ in range(capacity)]
+    open_rooms = 0  # bit r set while some partly filled bin has exactly r free slots
     fill: list[int] = []
     bin_of, start_of = [0] * len(sizes), [0] * len(sizes)
     for group in order:
         size = sizes[group]
-        if size > capacity:
-            raise ValueError(f"attention group of {size} tokens exceeds the bin capacity {capacity}")
-        room = next((room for room in range(size, capacity) if bins_by_room[room]), None)
-        if room is None:
+        fitting = open_rooms >> size
+        if fitting:
+            room = size + (fitting & -fitting).bit_length() - 1
+            target = bins_by_room[room].pop()
+            if not bins_by_room[room]:
+                open_rooms ^= 1 << room
+        else:
             target, room = len(fill), capacity
             fill.append(0)
-        else:
-            target = bins_by_room[room].pop()
         bin_of[group], start_of[group] = target, fill[target]
         fill[target] += size
         if room > size:
             bins_by_room[room - size].append(target)
+            open_rooms |= 1 << (room - size)
     return bin_of, start_of, len(fill)
 
 
@@ -100,26 +116,51 @@ class WindowPacking:
     """Where every visible token of one stage sits in the packed attention bins of one window geometry.
 
     Packed slot r reads row `source[r]` of [visible tokens; zero row]: a token index, or `num_tokens` for a
-    padding site of timm's window padding (timm pads the normed map with zeros) and for an empty slot. Pairs of
-    slots index the relative position bias table through `bias_index`; pairs that may not attend each other
-    (other group, other region) index one row past the table, which attention fills with -inf. Empty slots form
-    one group per bin, so no row is fully blocked; their outputs are never read.
+    padding site of timm's window padding (timm pads the normed map with zeros) and for an empty slot. Slots of
+    different attention groups (other window, other region) may not attend each other; empty slots form one group
+    per bin (`slot_group` -1), so no row is fully blocked; their outputs are never read.
+    The fields are compact index tensors, built on the host and sent to the device together (`to_device`); the
+    (bins, capacity, capacity) tensors that attention reads derive from them on first use, with no host sync.
     """
 
     source: torch.Tensor  # (num_bins * capacity,) long
     token_bin: torch.Tensor  # (num_tokens,) bin of each visible token
     token_offset: torch.Tensor  # (num_tokens,) its slot within the bin
-    bias_index: torch.Tensor  # (num_bins, capacity, capacity) long
+    slot_group: torch.Tensor  # (num_bins, capacity) attention group of each slot, -1 when empty
     slot_position: torch.Tensor  # (num_bins, capacity) position of each slot inside its window
-    blocked: torch.Tensor  # (num_bins, capacity, capacity) bool: pairs that may not attend each other
+    relative_position_index: torch.Tensor  # timm's window-area × window-area bias-table index
+    geometry: WindowGeometry
     num_bins: int
-    capacity: int
     num_filled: int  # slots holding a visible token or a padding site
+
+    @property
+    def capacity(self) -> int:
+        """Slots per bin: one window's area."""
+        return self.geometry.window_area
 
     @property
     def empty_fraction(self) -> float:
         """Fraction of packed slots that hold no token (the padding overhead of packing)."""
         return 1.0 - self.num_filled / max(1, self.num_bins * self.capacity)
+
+    @cached_property
+    def blocked(self) -> torch.Tensor:
+        """(num_bins, capacity, capacity) bool: pairs of slots that may not attend each other."""
+        return self.slot_group.unsqueeze(2) != self.slot_group.unsqueeze(1)
+
+    @cached_property
+    def bias_index(self) -> torch.Tensor:
+        """(num_bins, capacity, capacity) bias-table row of each pair of slots; blocked pairs index one row past
+        the table, which attention fills with -inf."""
+        positions = self.slot_position
+        index = self.relative_position_index[positions.unsqueeze(2), positions.unsqueeze(1)]
+        return index.masked_fill(self.blocked, self.geometry.num_relative_positions)
+
+    @cached_property
+    def slot_one_hot(self) -> torch.Tensor:
+        """(num_bins, capacity, window area) float32 one-hot of each slot's position inside its window."""
+        one_hot = self.slot_position.new_zeros(*self.slot_position.shape, self.capacity, dtype=torch.float32)
+        return one_hot.scatter_(2, self.slot_position.unsqueeze(2), 1.0)
 
 
 def pack_windows(
@@ -132,6 +173,7 @@ def pack_windows(
 
     Padding sites of timm's window padding join the groups of visible tokens they share a region with (they take
     part in timm's attention); `relative_position_index` is timm's window-area × window-area bias-table index.
+    Meant for sites on the CPU: group sizes steer the packing, so on a GPU every step here would wait for it.
     """
     batch, ys, xs = sites
     num_tokens = len(batch)
@@ -142,11 +184,11 @@ def pack_windows(
         needed = torch.isin(padding_keys, keys)
         keys = torch.cat([keys, padding_keys[needed]])
         positions = torch.cat([positions, padding_positions[needed]])
-    _, group_of, sizes = torch.unique(keys, return_inverse=True, return_counts=True)
+    group_of, sizes, rank = group_members(keys)
     capacity = geometry.window_area
     bin_of, start_of, num_bins = pack_groups(sizes.tolist(), capacity)
     bin_of, start_of = torch.tensor(bin_of, device=keys.device), torch.tensor(start_of, device=keys.device)
-    offset = start_of[group_of] + rank_in_group(group_of, sizes)
+    offset = start_of[group_of] + rank
     slot = bin_of[group_of] * capacity + offset
 
     total = num_bins * capacity
@@ -156,26 +198,76 @@ def pack_windows(
     slot_group[slot] = group_of
     slot_position = torch.zeros(total, dtype=torch.long, device=keys.device)
     slot_position[slot] = positions
-    slot_group, slot_position = slot_group.view(num_bins, capacity), slot_position.view(num_bins, capacity)
-    bias_index = relative_position_index[slot_position.unsqueeze(2), slot_position.unsqueeze(1)]
-    blocked = slot_group.unsqueeze(2) != slot_group.unsqueeze(1)
     return WindowPacking(
         source=source,
         token_bin=bin_of[group_of[:num_tokens]],
         token_offset=offset[:num_tokens],
-        bias_index=bias_index.masked_fill(blocked, geometry.num_relative_positions),
-        slot_position=slot_position,
-        blocked=blocked,
+        slot_group=slot_group.view(num_bins, capacity),
+        slot_position=slot_position.view(num_bins, capacity),
+        relative_position_index=relative_position_index,
+        geometry=geometry,
         num_bins=num_bins,
-        capacity=capacity,
         num_filled=len(keys),
     )
 
 
-def rank_in_group(group_of: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
-    """0, 1, 2, ... within each group, following the members' order."""
-    order = torch.argsort(group_of, stable=True)
-    group_start = torch.cumsum(sizes, 0) - sizes
-    rank = torch.empty_like(group_of)
-    rank[order] = torch.arange(len(group_of), device=group_of.device) - group_start[group_of[order]]
-    return rank
+def group_members(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Groups of equal keys, numbered in key order: each member's group, the group sizes, and each member's rank
+    within its group (0, 1, 2, ... following the members' order); one stable sort."""
+    order = torch.argsort(keys, stable=True)
+    sorted_keys = keys[order]
+    first = torch.ones_like(sorted_keys, dtype=torch.bool)
+    first[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    starts = first.nonzero()[:, 0]
+    sizes = torch.diff(starts, append=starts.new_tensor([len(keys)]))
+    group_sorted = torch.cumsum(first, 0) - 1
+    group_of, rank = torch.empty_like(keys), torch.empty_like(keys)
+    group_of[order] = group_sorted
+    rank[order] = torch.arange(len(keys), device=keys.device) - starts[group_sorted]
+    return group_of, sizes, rank
+
+
+def tensor_leaves(tree: Any) -> list[torch.Tensor]:
+    """The tensors held by a tree of dataclasses, lists and dicts, each once, in a fixed order."""
+    leaves: dict[int, torch.Tensor] = {}
+    map_tensors(tree, lambda tensor: leaves.setdefault(id(tensor), tensor))
+    return list(leaves.values())
+
+
+def map_tensors(tree: T, function: Callable[[torch.Tensor], torch.Tensor], memo: dict | None = None) -> T:
+    """`tree` (dataclasses, lists, dicts) with `function` applied to its tensors; shared nodes stay shared."""
+    memo = {} if memo is None else memo
+    if id(tree) in memo:
+        return memo[id(tree)]
+    if isinstance(tree, torch.Tensor):
+        mapped = function(tree)
+    elif isinstance(tree, list):
+        mapped = [map_tensors(item, function, memo) for item in tree]
+    elif isinstance(tree, dict):
+        mapped = {key: map_tensors(value, function, memo) for key, value in tree.items()}
+    elif is_dataclass(tree) and not isinstance(tree, type):
+        changes = {field.name: map_tensors(getattr(tree, field.name), function, memo) for field in fields(tree)}
+        unchanged = all(value is getattr(tree, name) for name, value in changes.items())
+        mapped = tree if unchanged else replace(tree, **changes)
+    else:
+        return tree
+    memo[id(tree)] = mapped
+    return mapped
+
+
+def to_device(tree: T, device: torch.device) -> T:
+    """`tree` with its CPU tensors (all long) on `device`, sent in one copy that the host does not wait for.
+
+    They are concatenated into one buffer (pinned for CUDA) and copied with non_blocking=True; the device's
+    stream runs the copy before any kernel that reads the views of it. On the CPU, `tree` itself.
+    """
+    if device.type == "cpu":
+        return tree
+    host = [tensor for tensor in tensor_leaves(tree) if tensor.device.type == "cpu"]
+    if not host:
+        return tree
+    buffer = torch.empty(sum(t.numel() for t in host), dtype=torch.long, pin_memory=device.type == "cuda")
+    torch.cat([tensor.reshape(-1) for tensor in host], out=buffer)
+    parts = buffer.to(device, non_blocking=True).split([tensor.numel() for tensor in host])
+    moved = {id(tensor): part.view(tensor.shape) for tensor, part in zip(host, parts, strict=True)}
+    return map_tensors(tree, lambda tensor: moved.get(id(tensor), tensor))

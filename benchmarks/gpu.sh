@@ -32,3 +32,4 @@ export PYTHONUNBUFFERED=1
   --json "$out/sparse_vs_dense_$device.json" "$@" 2>&1 | tee "$out/sparse_vs_dense_$device.log"
 "$python" benchmarks/sparse_backends.py --device "$device" --json "$out/sparse_backends_$device.json" 2>&1 \
   | tee "$out/sparse_backends_$device.log"
+"$python" benchmarks/swin_host_syncs.py --device "$device" 2>&1 | tee "$out/swin_host_syncs_$device.log"

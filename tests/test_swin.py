@@ -5,6 +5,7 @@ import re
 import pytest
 import timm
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from hiermae.backbones.swin import SwinEncoder
 from hiermae.encoders import build_encoder
@@ -231,3 +232,50 @@ def test_wrong_inputs_raise() -> None:
     with pytest.raises(ValueError, match="divisible"):
         SwinEncoder(TINY, input_size=100)
     assert SwinEncoder.supports("swin_base_patch4_window12_384") and not SwinEncoder.supports("swinv2_tiny_window8_256")
+
+
+class HostWaits(TorchDispatchMode):
+    """Records the ops that would make the host wait for a GPU (data-dependent shapes, scalar reads), except
+    inside `SwinEncoder.host_plan`, which works on a CPU copy of the mask."""
+
+    WAITING = {"nonzero", "_unique", "_unique2", "unique_dim", "unique_consecutive", "masked_select", "bincount",
+               "_local_scalar_dense", "is_nonzero", "equal"}  # fmt: skip
+    INDEXING = {"index", "index_put", "index_put_", "_index_put_impl_"}  # data-dependent with a bool mask
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_host, self.waits = False, []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        bool_index = name in self.INDEXING and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1]
+        )
+        if not self.on_host and (name in self.WAITING or bool_index):
+            self.waits.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+def test_only_the_host_plan_reads_data_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    encoder = small_encoder("window7_64px").train()
+    visible = MASK_GENERATORS.build({"type": "random", "mask_ratio": 0.75})(2, (2, 2), torch.arange(2))
+    host_plan, waits = SwinEncoder.host_plan, HostWaits()
+
+    def on_host(self: SwinEncoder, visible: torch.Tensor) -> list:
+        waits.on_host = True
+        try:
+            return host_plan(self, visible)
+        finally:
+            waits.on_host = False
+
+    def tolist(tensor: torch.Tensor) -> list:
+        if not waits.on_host:
+            waits.waits.append("tolist")
+        return to_list(tensor)
+
+    to_list = torch.Tensor.tolist
+    monkeypatch.setattr(SwinEncoder, "host_plan", on_host)
+    monkeypatch.setattr(torch.Tensor, "tolist", tolist)
+    with waits:
+        sum(output.mean() for output in encoder(torch.randn(2, 3, 64, 64), visible)).backward()
+    assert waits.waits == []

@@ -5,7 +5,8 @@ import torch
 from timm.models.swin_transformer import SwinTransformerBlock, get_relative_position_index, window_partition
 
 from hiermae.backbones.swin import SwinEncoder
-from hiermae.backbones.swin_windows import WindowGeometry, pack_groups, pack_windows
+from hiermae.backbones.swin_windows import WindowGeometry, pack_groups, pack_windows, tensor_leaves, to_device
+from hiermae.masks import MaskPyramid
 from hiermae.registry import MASK_GENERATORS
 
 
@@ -127,3 +128,31 @@ def test_bias_by_matmul_equals_bias_by_gather_with_gradients():
     assert torch.equal(gather_finite, matmul_finite)
     assert torch.allclose(gather_bias[gather_finite], matmul_bias[matmul_finite], atol=1e-5)
     assert torch.allclose(gather_grad, matmul_grad, atol=1e-4)
+
+
+def test_plan_packs_each_stage_geometry_once_and_its_blocks_share_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """swin_tiny at 224 px: stages 0-2 have a plain and a shifted geometry, stage 3 (7×7 grid) only a plain one."""
+    import hiermae.backbones.swin as swin
+
+    calls = []
+    monkeypatch.setattr(swin, "pack_windows", lambda *args: calls.append(args[2]) or pack_windows(*args))
+    encoder = SwinEncoder("swin_tiny_patch4_window7_224", input_size=224)
+    visible = MASK_GENERATORS.build({"type": "random", "mask_ratio": 0.75})(2, (7, 7), torch.arange(2))
+    plans = encoder.plan(MaskPyramid(visible, 32))
+    assert len(calls) == len(set(calls)) == 7
+    for plan, stage in zip(plans, encoder.model.layers, strict=True):
+        assert len(plan.packings) == len(stage.blocks)
+        assert all(packing is plan.packings[i % 2] for i, packing in enumerate(plan.packings))
+
+
+def test_plan_moves_to_another_device_in_one_copy_keeping_shapes_and_sharing() -> None:
+    """`to_device` as on a GPU, with the meta device standing in: every CPU tensor moves, views of one buffer."""
+    encoder = SwinEncoder("swin_tiny_patch4_window7_224", input_size=224)
+    visible = MASK_GENERATORS.build({"type": "random", "mask_ratio": 0.75})(2, (7, 7), torch.arange(2))
+    plans = encoder.plan(MaskPyramid(visible, 32))
+    moved = to_device(plans, torch.device("meta"))
+    before, after = tensor_leaves(plans), tensor_leaves(moved)
+    assert [t.shape for t in before] == [t.shape for t in after] and all(t.is_meta for t in after)
+    assert all(t._base is not None for t in after) and len({id(t._base) for t in after}) == 1
+    for plan in moved:
+        assert all(packing is plan.packings[i % 2] for i, packing in enumerate(plan.packings))

@@ -1,9 +1,9 @@
 """Run a comparison or an ablation end to end in a run folder, resumably, and write its report.
 
-Phases: (1) cost of one step per backbone and mode, alone on the machine so throughput is not shared;
-(2) pretraining, every variant × seed; (3) evaluation of every pretrained encoder and of random init of the same
-backbones with the same seeds; (4) the report. The run folder remembers its settings and refuses to resume
-under different ones, so a report never mixes two settings.
+Phases: (1) for backbone comparisons, the cost of one step per backbone and mode, measured alone on the machine
+so throughput is not shared; (2) pretraining, every variant × seed; (3) evaluation of every pretrained encoder
+and of random init of the same backbones with the same seeds; (4) the report. The run folder remembers its
+settings and refuses to resume under different ones, so a report never mixes two settings.
 """
 
 import json
@@ -128,8 +128,9 @@ def run_comparison(run: Path, settings: Settings, *, jobs: int, report: Path, co
     variants = settings.variants()
     seeds = list(settings.seeds)
     backbones = sorted({v.pretraining.backbone for v in variants}, key=[v.pretraining.backbone for v in variants].index)
-    print(f"[1/3] cost of one step ({len(backbones)} backbones × sparse, dense reference)", flush=True)
-    run_steps(measurement_steps(run, settings, backbones), jobs=1)
+    if not settings.ablate:  # an ablation report compares accuracy only
+        print(f"[1/3] cost of one step ({len(backbones)} backbones × sparse, dense reference)", flush=True)
+        run_steps(measurement_steps(run, settings, backbones), jobs=1)
     print(f"[2/3] pretraining ({len(variants)} variants × {len(seeds)} seeds)", flush=True)
     run_steps([pretrain_step(run, v.pretraining, seed) for v in variants for seed in seeds], jobs=jobs)
     print("[3/3] evaluation (pretrained and random init)", flush=True)
