@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 
-from hiermae.compare.comparison import Settings, SettingsMismatchError, check_settings, write_report
+from hiermae.compare.comparison import (
+    Settings,
+    SettingsMismatchError,
+    check_settings,
+    report_so_far,
+    write_report,
+)
 from hiermae.compare.plan import Pretraining, ablation_plan, comparison_plan
 from hiermae.compare.report import verdict
 from hiermae.compare.results import Spread, random_init_tag
@@ -127,9 +133,11 @@ def fake_results(run: Path, config: Settings, accuracy: dict[str, float], gain: 
 def test_comparison_report_tables_and_plots(tmp_path):
     config = settings(evaluation=Evaluation(protocols=("knn", "linear")))
     fake_results(tmp_path / "run", config, {"knn": 0.5, "linear": 0.6}, gain=0.1)
-    report = write_report(tmp_path / "run", config, tmp_path / "out" / "report.md", "python tools/compare.py", 12.5)
+    report = write_report(
+        tmp_path / "run", config, tmp_path / "out" / "report.md", "python tools/compare.py", "12 min."
+    )
     text = report.read_text()
-    assert "Wall time of the command: **12.5 min**" in text
+    assert "python tools/compare.py" in text and "12 min." in text
     assert "| resnet18 | 11.0 | 0.40 | 0.10 + 0.05 | 0.25 | 0.45 | 40.0 | 10.0 | 4.00× | 3.00× | 100 | 300 |" in text
     assert "| resnet18 | random | 50.0 ± 0.0 | 60.0 ± 0.0 | |" in text
     assert "| resnet18 | hiermae | 60.5 ± 0.7 | 70.5 ± 0.7 | 0.250 ± 0.000 |" in text
@@ -153,6 +161,16 @@ def test_ablation_report_checks_claims_against_the_baseline(tmp_path):
     assert "| sparse=False | 0.250 ± 0.000 | 50.0 ± 0.0 |" in text
     assert "| sparse pretraining of a CNN beats the dense masked reference |" in text
     assert text.count("| reproduced |") == 1
+
+
+def test_a_partial_report_counts_what_has_finished(tmp_path):
+    config = settings(evaluation=Evaluation(protocols=("knn",)))
+    run = tmp_path / "run"
+    write_json(pretraining_path(run, config.base, 0), {"losses": [[1, 1.0]], "checkpoint": "x.pth"})
+    write_json(evaluation_path(run, random_init_tag("resnet18", 64), 1), {"knn": 0.3})
+    text = report_so_far(run, config, tmp_path / "partial.md", "python tools/compare.py").read_text()
+    assert "**Partial report**, written while the run was unfinished: 1 of 2 pretraining runs and 1 of 4" in text
+    assert "| resnet18 | random | 30.0 ± 0.0 |" in text
 
 
 def test_cli_rejects_an_unknown_backbone_before_any_work(tmp_path):

@@ -4,6 +4,7 @@
                             [--seeds 0 1 2] [--iters 150] [--batch-size 32] [--input-size 96] [--mask-ratio 0.75]
                             [--protocols knn linear finetune] [--train-limit 4000] [--test-limit 1000]
                             [--jobs 2] [--ablate mask_ratio target sparse decoder] [--ablate-backbone NAME]
+                            [--report-only]
 
 Default: resnet18, convnext_atto, swin_tiny and vit_tiny pretrained by hiermae's sparse path on Fashion-MNIST
 with the same masks, decoder (UNet), target, loss and images seen; each step's cost (parameters, FLOPs,
@@ -18,7 +19,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from hiermae.compare.comparison import Settings, run_comparison
+from hiermae.compare.comparison import Settings, report_so_far, run_comparison
 from hiermae.compare.plan import ABLATIONS, DECODERS, DEFAULT_BACKBONES, Pretraining
 from hiermae.compare.runs import Evaluation
 from hiermae.encoders import check_backbone_name
@@ -46,6 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=2, help="steps run at once, each on an equal share of the cores")
     parser.add_argument("--ablate", nargs="+", choices=list(ABLATIONS), default=[], help="ablation axes")
     parser.add_argument("--ablate-backbone", default="convnext_atto", help="the backbone the ablations use")
+    parser.add_argument(
+        "--report-only", action="store_true", help="only write a (partial) report from the steps finished so far"
+    )
     return parser.parse_args(argv)
 
 
@@ -71,7 +75,10 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     report = Path(args.report) if args.report else out / "report.md"
     command = "python tools/compare.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    written = run_comparison(out, settings, jobs=args.jobs, report=report, command=command)
+    if args.report_only:
+        written = report_so_far(out, settings, report, command.replace(" --report-only", ""))
+    else:
+        written = run_comparison(out, settings, jobs=args.jobs, report=report, command=command)
     print(f"report: {written}")
 
 

@@ -22,6 +22,7 @@ from hiermae.compare.runs import (
     Evaluation,
     Step,
     evaluate_step,
+    evaluation_path,
     measure_step,
     measurement_path,
     pretrain_step,
@@ -136,10 +137,33 @@ def run_comparison(run: Path, settings: Settings, *, jobs: int, report: Path, co
     print("[3/3] evaluation (pretrained and random init)", flush=True)
     run_steps(evaluation_steps(run, settings, variants, backbones), jobs=jobs)
     minutes = record_session(run, time.monotonic() - start) / 60
-    return write_report(run, settings, report, command, minutes)
+    timing = f"Wall time of the command: **{minutes:.1f} min** (every session of this run folder together)."
+    return write_report(run, settings, report, command, timing)
 
 
-def write_report(run: Path, settings: Settings, report: Path, command: str, minutes: float) -> Path:
+def progress(run: Path, settings: Settings) -> str:
+    """How many pretraining runs and evaluations of `settings` have finished in `run`."""
+    variants, seeds = settings.variants(), settings.seeds
+    backbones = {v.pretraining.backbone for v in variants}
+    pretrained = sum(pretraining_path(run, v.pretraining, s).exists() for v in variants for s in seeds)
+    evaluated = sum(evaluation_path(run, v.pretraining.name, s).exists() for v in variants for s in seeds)
+    tags = [random_init_tag(name, settings.base.input_size) for name in backbones]
+    evaluated += sum(evaluation_path(run, tag, s).exists() for tag in tags for s in seeds)
+    total = len(variants) * len(seeds)
+    return (
+        f"{pretrained} of {total} pretraining runs and {evaluated} of {total + len(tags) * len(seeds)} "
+        "evaluations finished"
+    )
+
+
+def report_so_far(run: Path, settings: Settings, report: Path, command: str) -> Path:
+    """Write the report from whatever has finished, marked as partial (a run may still be going)."""
+    check_settings(run, settings)
+    timing = f"**Partial report**, written while the run was unfinished: {progress(run, settings)}."
+    return write_report(run, settings, report, command, timing)
+
+
+def write_report(run: Path, settings: Settings, report: Path, command: str, timing: str) -> Path:
     """Gather every result in `run` into `report` (markdown) and its plots in a folder named after it."""
     variants = settings.variants()
     seeds = list(settings.seeds)
@@ -162,7 +186,7 @@ def write_report(run: Path, settings: Settings, report: Path, command: str, minu
         backbone = base.backbone
         lines.insert(0, f"backbone: {backbone}, hiermae {'sparse' if base.sparse else 'dense reference'} path")
         title = f"hiermae ablations on {backbone} (CPU)"
-        preamble = header(title, command, machine_description(), minutes, lines)
+        preamble = header(title, command, machine_description(), timing, lines)
         random_init = gather_random_init(run, backbone, base.input_size, seeds)
         text = ablation_report(results, random_init, protocols, list(settings.ablate), folder, preamble)
     else:
@@ -175,7 +199,7 @@ def write_report(run: Path, settings: Settings, report: Path, command: str, minu
         }
         random_init = {name: gather_random_init(run, name, base.input_size, seeds) for name in backbones}
         preamble = header("ViT, Swin, ConvNeXt and ResNet under one masked-pretraining recipe (CPU)", command,
-                          machine_description(), minutes, lines)  # fmt: skip
+                          machine_description(), timing, lines)  # fmt: skip
         text = comparison_report(results, random_init, measurements, protocols, folder, preamble)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(text)

@@ -49,7 +49,7 @@ def verdict(better: Spread, worse: Spread) -> str:
     return "not reproduced (opposite direction, within seed noise)"
 
 
-def header(title: str, command: str, machine: str, minutes: float, settings: list[str]) -> list[str]:
+def header(title: str, command: str, machine: str, timing: str, settings: list[str]) -> list[str]:
     return [
         f"# {title}",
         "",
@@ -57,7 +57,7 @@ def header(title: str, command: str, machine: str, minutes: float, settings: lis
         "",
         f"    {command}",
         "",
-        f"Machine: {machine}. Wall time of the command: **{minutes:.1f} min**.",
+        f"Machine: {machine}. {timing}",
         "",
         *[f"- {line}" for line in settings],
         "",
