@@ -124,7 +124,7 @@ def comparison_report(
         name = result.variant.pretraining.backbone
         random = {p: Spread(tuple(random_init.get(name, {}).get(p, {}).values())) for p in protocols}
         pretrained = {p: result.spread(p) for p in protocols}
-        gain = " | ".join(f"{100 * (pretrained[p].mean - random[p].mean):+.1f}" for p in protocols)
+        gain = " | ".join(difference_text(pretrained[p], random[p]) for p in protocols)
         lines.append(f"| {name} | random | " + " | ".join(random[p].text() for p in protocols) + " | |")
         lines.append(
             f"| {name} | hiermae | " + " | ".join(pretrained[p].text() for p in protocols)
@@ -205,6 +205,13 @@ def ablation_report(
     plots.loss_curves(results, folder / "ablation_loss_curves.png")
     lines += image_links(folder, ["ablation_loss_curves"])
     return "\n".join(lines) + "\n"
+
+
+def difference_text(a: Spread, b: Spread) -> str:
+    """Difference of two means in points, or a dash while either is unmeasured."""
+    if not a.values or not b.values:
+        return "–"
+    return f"{100 * (a.mean - b.mean):+.1f}"
 
 
 def image_links(folder: Path, names: list[str]) -> list[str]:
