@@ -25,6 +25,7 @@ from hiermae.compare.runs import (
     evaluation_path,
     measurement_path,
     pretraining_path,
+    run_chains,
     run_step,
     run_steps,
     write_json,
@@ -196,4 +197,18 @@ def test_compare_end_to_end_then_resumes_without_rework(tmp_path):
     assert "| convnext_atto | hiermae |" in text and "not measured" not in text
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("already done (resuming)") == 3 and "done pretrain" not in again.stdout
+    assert again.stdout.count("already done (resuming)") == 2 and "done pretrain" not in again.stdout
+
+
+def test_a_chain_runs_in_order_and_a_failure_stops_the_rest_of_its_chain(tmp_path):
+    log = tmp_path / "order"
+    write = [sys.executable, "-c", f"import sys; open({str(log)!r}, 'a').write(sys.argv[1])"]
+    first = Step("first", [*write, "a"], tmp_path / "a.json", tmp_path / "a.log", collect=dict)
+    second = Step("second", [*write, "b"], tmp_path / "b.json", tmp_path / "b.log", collect=dict)
+    run_chains([[first, second]], jobs=2)
+    assert log.read_text() == "ab"
+    broken = Step("broken", [sys.executable, "-c", "raise SystemExit(1)"], tmp_path / "x.json", tmp_path / "x.log")
+    after = Step("after", [*write, "c"], tmp_path / "c.json", tmp_path / "c.log", collect=dict)
+    with pytest.raises(StepError, match="step broken failed"):
+        run_chains([[broken, after]], jobs=1)
+    assert log.read_text() == "ab" and not after.result.exists()

@@ -1,8 +1,8 @@
 """Run a comparison or an ablation end to end in a run folder, resumably, and write its report.
 
 Phases: (1) for backbone comparisons, the cost of one step per backbone and mode, measured alone on the machine
-so throughput is not shared; (2) pretraining, every variant × seed; (3) evaluation of every pretrained encoder
-and of random init of the same backbones with the same seeds; (4) the report. The run folder remembers its
+so throughput is not shared; (2) every variant × seed pretrained then evaluated, and random init of the same
+backbones evaluated with the same seeds; (3) the report. The run folder remembers its
 settings and refuses to resume under different ones, so a report never mixes two settings.
 """
 
@@ -23,11 +23,13 @@ from hiermae.compare.runs import (
     Step,
     evaluate_step,
     evaluation_path,
+    final_checkpoint,
     measure_step,
     measurement_path,
     pretrain_step,
     pretraining_path,
     read_json,
+    run_chains,
     run_steps,
     write_json,
 )
@@ -101,24 +103,29 @@ def measurement_steps(run: Path, settings: Settings, backbones: list[str]) -> li
     ]  # fmt: skip
 
 
-def evaluation_steps(run: Path, settings: Settings, variants: list[Variant], backbones: list[str]) -> list[Step]:
-    """Every pretrained encoder, and random init of each backbone, evaluated with each seed."""
-    steps = []
+def training_chains(run: Path, settings: Settings, variants: list[Variant], backbones: list[str]) -> list[list[Step]]:
+    """Seed by seed: each variant's pretraining followed by its evaluation, then random init of each backbone.
+
+    Seed-major order means an interrupted or partial run has every variant with its first seeds done, rather
+    than some variants with all seeds and others with none.
+    """
+    chains = []
     for seed in settings.seeds:
         for variant in variants:
             setting = variant.pretraining
-            checkpoint = Path(read_json(pretraining_path(run, setting, seed))["checkpoint"])
-            steps.append(
-                evaluate_step(run, settings.evaluation, seed, checkpoint=checkpoint, backbone=setting.backbone,
-                              input_size=setting.input_size, tag=setting.name)
+            pretraining = pretrain_step(run, setting, seed)
+            evaluation = evaluate_step(
+                run, settings.evaluation, seed, checkpoint=final_checkpoint(pretraining.result.parent, setting),
+                backbone=setting.backbone, input_size=setting.input_size, tag=setting.name,
             )  # fmt: skip
+            chains.append([pretraining, evaluation])
         for name in backbones:
             tag = random_init_tag(name, settings.base.input_size)
-            steps.append(
-                evaluate_step(run, settings.evaluation, seed, checkpoint=None, backbone=name,
-                              input_size=settings.base.input_size, tag=tag)
+            chains.append(
+                [evaluate_step(run, settings.evaluation, seed, checkpoint=None, backbone=name,
+                               input_size=settings.base.input_size, tag=tag)]
             )  # fmt: skip
-    return steps
+    return chains
 
 
 def run_comparison(run: Path, settings: Settings, *, jobs: int, report: Path, command: str) -> Path:
@@ -129,14 +136,14 @@ def run_comparison(run: Path, settings: Settings, *, jobs: int, report: Path, co
     variants = settings.variants()
     seeds = list(settings.seeds)
     backbones = sorted({v.pretraining.backbone for v in variants}, key=[v.pretraining.backbone for v in variants].index)
-    if not settings.ablate:  # an ablation report compares accuracy only
-        print(f"[1/3] cost of one step ({len(backbones)} backbones × sparse, dense reference)", flush=True)
-        run_steps(measurement_steps(run, settings, backbones), jobs=1)
-    print(f"[2/3] pretraining ({len(variants)} variants × {len(seeds)} seeds)", flush=True)
-    run_steps([pretrain_step(run, v.pretraining, seed) for v in variants for seed in seeds], jobs=jobs)
-    print("[3/3] evaluation (pretrained and random init)", flush=True)
-    run_steps(evaluation_steps(run, settings, variants, backbones), jobs=jobs)
-    minutes = record_session(run, time.monotonic() - start) / 60
+    try:
+        if not settings.ablate:  # an ablation report compares accuracy only
+            print(f"cost of one step ({len(backbones)} backbones × sparse, dense reference)", flush=True)
+            run_steps(measurement_steps(run, settings, backbones), jobs=1)
+        print(f"pretraining and evaluation ({len(variants)} variants, random init, × {len(seeds)} seeds)", flush=True)
+        run_chains(training_chains(run, settings, variants, backbones), jobs=jobs)
+    finally:  # an interrupted session's time counts too
+        minutes = record_session(run, time.monotonic() - start) / 60
     timing = f"Wall time of the command: **{minutes:.1f} min** (every session of this run folder together)."
     return write_report(run, settings, report, command, timing)
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,21 +65,36 @@ def run_step(step: Step, threads: int) -> float:
     return time.monotonic() - start
 
 
-def run_steps(steps: Sequence[Step], jobs: int, cpus: int | None = None) -> None:
-    """Run independent steps `jobs` at a time, printing progress; the first failure stops the rest."""
-    pending = [step for step in steps if not step.result.exists()]
-    skipped = len(steps) - len(pending)
+def run_chains(chains: Sequence[Sequence[Step]], jobs: int, cpus: int | None = None) -> None:
+    """Run chains of steps `jobs` chains at a time; a chain's steps run in order (an evaluation after the
+    pretraining it reads), so results arrive per chain rather than per phase. Finished steps are skipped and
+    the first failure cancels the chains not yet started."""
+    pending = [[step for step in chain if not step.result.exists()] for chain in chains]
+    pending = [chain for chain in pending if chain]
+    total = sum(len(chain) for chain in chains)
+    skipped = total - sum(len(chain) for chain in pending)
     if skipped:
-        print(f"  {skipped} of {len(steps)} steps already done (resuming)", flush=True)
+        print(f"  {skipped} of {total} steps already done (resuming)", flush=True)
     threads = max(1, (cpus or os.cpu_count() or 1) // max(1, jobs))
 
-    def run_and_report(step: Step) -> None:
-        seconds = run_step(step, threads)
-        print(f"  done {step.name} ({seconds:.0f} s)", flush=True)
+    def run_chain(chain: list[Step]) -> None:
+        for step in chain:
+            seconds = run_step(step, threads)
+            print(f"  done {step.name} ({seconds:.0f} s)", flush=True)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for future in [pool.submit(run_and_report, step) for step in pending]:
-            future.result()
+        futures = [pool.submit(run_chain, chain) for chain in pending]
+        try:
+            for future in as_completed(futures):
+                future.result()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def run_steps(steps: Sequence[Step], jobs: int, cpus: int | None = None) -> None:
+    """Run independent steps `jobs` at a time (chains of one step)."""
+    run_chains([[step] for step in steps], jobs, cpus)
 
 
 def pretrain_step(run: Path, pretraining: Pretraining, seed: int) -> Step:
