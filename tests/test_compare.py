@@ -105,6 +105,8 @@ def test_a_run_folder_refuses_other_settings(tmp_path):
         ((0.75, 0.70, 0.80), (0.74, 0.70, 0.78), "same direction, within seed noise"),
         ((0.60, 0.61, 0.62), (0.70, 0.71, 0.72), "not reproduced (opposite, beyond seed noise)"),
         ((0.70,), (), "not measured"),
+        ((0.70,), (0.60,), "same direction, one seed only (no spread to judge)"),
+        ((0.70, 0.70), (0.70, 0.70), "not reproduced (tie)"),
     ],
 )
 def test_verdict_weighs_the_difference_against_the_seed_spread(better, worse, expected):

@@ -170,6 +170,16 @@ def report_so_far(run: Path, settings: Settings, report: Path, command: str) -> 
     return write_report(run, settings, report, command, timing)
 
 
+def protocol_description(evaluation: Evaluation) -> str:
+    """The evaluation protocols a run uses, in words."""
+    parts = {
+        "knn": "kNN (cosine, k=20) on pooled last-stage features",
+        "linear": f"a linear probe ({evaluation.linear_epochs} epochs) on the same features",
+        "finetune": f"fine-tuning of the whole network ({evaluation.finetune_epochs} epoch(s))",
+    }
+    return "; ".join(parts[p] for p in evaluation.protocols)
+
+
 def write_report(run: Path, settings: Settings, report: Path, command: str, timing: str) -> Path:
     """Gather every result in `run` into `report` (markdown) and its plots in a folder named after it."""
     variants = settings.variants()
@@ -184,9 +194,8 @@ def write_report(run: Path, settings: Settings, report: Path, command: str, timi
         "masks; the same seed for the evaluation)",
         f"masked pretraining: random mask, ratio {base.mask_ratio}, mask unit 32 px; decoder {base.decoder}; "
         f"target {base.target}; MSE on masked units; AdamW lr 1.5e-3, warm-up then cosine",
-        f"evaluation: first {evaluation.train_limit} training and {evaluation.test_limit} test images; kNN (cosine, "
-        f"k=20) and a linear probe ({evaluation.linear_epochs} epochs) on pooled last-stage features, "
-        f"fine-tuning {evaluation.finetune_epochs} epoch(s)",
+        f"evaluation: first {evaluation.train_limit} training and {evaluation.test_limit} test images; "
+        + protocol_description(evaluation),
         f"run folder: `{run}` (checkpoints, logs, per-step JSON)",
     ]
     if settings.ablate:
