@@ -146,6 +146,9 @@ class FineTuneClassifier(BaseModel):
     def __init__(self, backbone: LoadedBackbone, num_classes: int = NUM_CLASSES) -> None:
         super().__init__(data_preprocessor=dict(type="ImgDataPreprocessor", mean=[PIXEL_MEAN] * 3, std=[PIXEL_STD] * 3))
         self.backbone = backbone.model
+        # timm initialised the backbone, or it holds loaded weights: mmengine's Runner calls `init_weights()` of
+        # every child that has one, and timm's ResNet / ViT / Swin would re-initialise themselves.
+        self.backbone.is_init = True
         self.family = backbone_family(backbone.name)
         self.fc = nn.Linear(backbone.model.num_features, num_classes)
 

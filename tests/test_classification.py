@@ -9,7 +9,9 @@ import torch
 from hiermae.downstream.checkpoints import CheckpointError, backbone_family, create_timm_model
 from hiermae.downstream.classification import (
     FeatureDataset,
+    FineTuneClassifier,
     LinearProbe,
+    LoadedBackbone,
     TopOneAccuracy,
     evaluate,
     knn_accuracy,
@@ -100,3 +102,15 @@ def test_fine_tuning_improves_over_chance(tmp_path: Path) -> None:
         work_dir=tmp_path, finetune_epochs=2, batch_size=32,
     )  # fmt: skip
     assert results["finetune"] > 0.3
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "vit_tiny_patch16_224", "swin_tiny_patch4_window7_224"])
+def test_fine_tuning_starts_from_the_loaded_weights(backbone: str) -> None:
+    """mmengine's Runner calls init_weights() on the model before training; timm's own init_weights must not run."""
+    loaded = LoadedBackbone(create_timm_model(backbone, 64, num_classes=0), backbone, 64, None)
+    with torch.no_grad():
+        for parameter in loaded.model.parameters():
+            parameter.fill_(0.125)
+    classifier = FineTuneClassifier(loaded)
+    classifier.init_weights()
+    assert all(bool((p == 0.125).all()) for p in classifier.backbone.parameters())
