@@ -17,6 +17,8 @@ from hiermae.registry import DECODERS
 class Decoder(nn.Module):
     """Base class: one learned mask token per pyramid level, and a pixel-shuffle head to the target stride."""
 
+    uses_context = True  # whether a masked unit's prediction can draw on its visible neighbours
+
     def __init__(self, in_channels: list[int], in_strides: list[int], out_channels: int, out_stride: int) -> None:
         super().__init__()
         if not 1 <= len(in_channels) == len(in_strides) <= 4:
@@ -147,8 +149,13 @@ class LinearDecoder(Decoder):
 
     A per-site linear map has no spatial context: it reconstructs masked units only from what the encoder put
     at those sites. hiermae encoders return zeros (then the mask token) there, so this decoder is the ablation
-    floor that shows how much a decoder with context adds.
+    floor that shows how much a decoder with context adds: behind a sparse encoder the loss on masked units does
+    not depend on the encoder at all, which therefore gets no gradient and keeps its initial weights (measured:
+    its kNN accuracy equals random init's, `docs/results/ablations-cpu.md`). With the dense reference
+    (`sparse=False`, SimMIM) the encoder fills masked sites itself and the head trains it.
     """
+
+    uses_context = False
 
     def __init__(self, in_channels: list[int], in_strides: list[int], out_channels: int, out_stride: int) -> None:
         super().__init__(in_channels[-1:], in_strides[-1:], out_channels, out_stride)

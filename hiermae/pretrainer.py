@@ -1,5 +1,6 @@
 """`MaskedPretrainer`: the one place that strings mask, encoder, decoder, target and loss together."""
 
+import warnings
 from collections import OrderedDict
 from typing import Any
 
@@ -55,6 +56,13 @@ class MaskedPretrainer(BaseModel):
             out_channels=self.target.channels,
             out_stride=self.target.stride,
         )
+        if sparse and not self.decoder.uses_context:
+            warnings.warn(
+                f"decoder {type(self.decoder).__name__} predicts each masked unit from its own site only; behind "
+                "a sparse encoder that site holds just the mask token, so the encoder gets no gradient and keeps "
+                "its initial weights. Use sparse=False (SimMIM) or a decoder with context (unet, transformer).",
+                stacklevel=2,
+            )
 
     def parse_losses(self, losses: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """mmengine's parsing, but the logged values are means over all processes, not rank 0's share of the batch.

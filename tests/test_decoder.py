@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 
@@ -40,3 +42,15 @@ def test_level_count_and_order_are_checked():
         build_part(DECODERS, "unet", in_channels=[8] * 5, in_strides=[2, 4, 8, 16, 32], out_channels=3, out_stride=1)
     with pytest.raises(ValueError, match="fine to coarse"):
         build_part(DECODERS, "unet", in_channels=[8, 8], in_strides=[16, 8], out_channels=3, out_stride=1)
+
+
+def test_a_context_free_decoder_behind_a_sparse_encoder_warns_that_the_encoder_cannot_learn():
+    from hiermae.pretrainer import build_pretrainer
+
+    with pytest.warns(UserWarning, match="encoder gets no gradient"):
+        model = build_pretrainer("resnet18", sparse=True, input_size=64, decoder=dict(type="linear"))
+    model(torch.randn(2, 3, 64, 64), mode="loss")["loss"].backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.encoder.parameters())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_pretrainer("resnet18", sparse=False, input_size=64, decoder=dict(type="linear"))
