@@ -120,19 +120,33 @@ def read_encoder_weights(
     return EncoderWeights(backbone=backbone, input_size=int(input_size), state_dict=weights, dropped=dropped)
 
 
+def key_mismatches(
+    expected: dict[str, torch.Tensor],
+    found: dict[str, torch.Tensor],
+    label: str = "",
+    shape_exempt: tuple[str, ...] = (),
+) -> tuple[list[str], list[str], list[str]]:
+    """Keys of `expected` missing from `found`, keys of `found` not expected, and "key: shape vs {label}shape" for
+    shared keys whose shapes differ (keys ending in one of `shape_exempt` may differ)."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong_shape = [
+        f"{key}: {tuple(found[key].shape)} vs {label}{tuple(expected[key].shape)}"
+        for key in sorted(set(expected) & set(found))
+        if isinstance(found[key], torch.Tensor)
+        and found[key].shape != expected[key].shape
+        and not key.endswith(shape_exempt)
+    ]
+    return missing, unexpected, wrong_shape
+
+
 def check_against_timm(weights: dict[str, torch.Tensor], backbone: str, input_size: int, source: str) -> None:
     """Raise CheckpointError unless `weights` has exactly the non-head keys and shapes of timm's `backbone`.
 
     Size-dependent tensors (Swin bias tables, ViT position embeddings) may differ; export resizes them.
     """
     reference = {k: v for k, v in create_timm_model(backbone, input_size).state_dict().items() if not is_head_key(k)}
-    missing = sorted(set(reference) - set(weights))
-    unexpected = sorted(set(weights) - set(reference))
-    wrong_shape = [
-        f"{k}: {tuple(weights[k].shape)} vs {tuple(reference[k].shape)}"
-        for k in sorted(set(reference) & set(weights))
-        if weights[k].shape != reference[k].shape and not k.endswith(SIZE_DEPENDENT)
-    ]
+    missing, unexpected, wrong_shape = key_mismatches(reference, weights, shape_exempt=SIZE_DEPENDENT)
     if missing or unexpected or wrong_shape:
         raise CheckpointError(
             f"{source} is not a {backbone} encoder at {input_size} px: "

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from hiermae.downstream.checkpoints import CheckpointError
+from hiermae.downstream.checkpoints import CheckpointError, key_mismatches
 
 
 @dataclass
@@ -64,17 +64,11 @@ def strict_load(
 
     Nothing is loaded unless every check passes, so a failed load never leaves a partially loaded model.
     """
-    expected = model.state_dict()
     report = KeyReport(target=target)
-    for key in sorted(set(expected) - set(state_dict)):
+    absent, report.unexpected, report.wrong_shape = key_mismatches(model.state_dict(), state_dict, "target ")
+    for key in absent:
         allowed = any(re.search(pattern, key) for pattern in initialised)
         (report.initialised if allowed else report.missing).append(key)
-    report.unexpected = sorted(set(state_dict) - set(expected))
-    report.wrong_shape = [
-        f"{key}: {tuple(state_dict[key].shape)} vs target {tuple(expected[key].shape)}"
-        for key in sorted(set(state_dict) & set(expected))
-        if state_dict[key].shape != expected[key].shape
-    ]
     report.raise_unless_ok()
     result = model.load_state_dict(state_dict, strict=False)
     if result.unexpected_keys or set(result.missing_keys) != set(report.initialised):

@@ -22,7 +22,7 @@ from mmengine.fileio.backends import LocalBackend, register_backend
 from mmengine.model import is_model_wrapper
 from mmengine.runner.checkpoint import CheckpointLoader, find_latest_checkpoint
 
-from hiermae.downstream.checkpoints import CheckpointError, config_of
+from hiermae.downstream.checkpoints import CheckpointError, config_of, key_mismatches
 from hiermae.downstream.key_report import compact
 
 
@@ -75,20 +75,6 @@ def checkpoint_to_load(cfg: Config) -> str | None:
     return None
 
 
-def key_mismatches(
-    expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]
-) -> tuple[list[str], list[str], list[str]]:
-    """Keys of `expected` missing from `found`, keys of `found` not expected, and keys whose shapes differ."""
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    wrong_shape = [
-        f"{key}: {tuple(found[key].shape)} vs model {tuple(expected[key].shape)}"
-        for key in sorted(set(expected) & set(found))
-        if isinstance(found[key], torch.Tensor) and found[key].shape != expected[key].shape
-    ]
-    return missing, unexpected, wrong_shape
-
-
 def check_checkpoint_fits(model: torch.nn.Module, path: str, model_cfg: dict | None = None) -> None:
     """Raise CheckpointError unless the checkpoint at `path` has exactly `model`'s keys and shapes.
 
@@ -98,7 +84,7 @@ def check_checkpoint_fits(model: torch.nn.Module, path: str, model_cfg: dict | N
     model = model.module if is_model_wrapper(model) else model
     checkpoint = load_local_checkpoint(path, map_location="cpu")
     state_dict = checkpoint.get("state_dict", checkpoint)
-    missing, unexpected, wrong_shape = key_mismatches(model.state_dict(), state_dict)
+    missing, unexpected, wrong_shape = key_mismatches(model.state_dict(), state_dict, "model ")
     if not (missing or unexpected or wrong_shape):
         return
     trained = (config_of(checkpoint) or {}).get("model", {}).get("backbone")
