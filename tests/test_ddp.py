@@ -6,12 +6,10 @@ and DDP's averaged gradient is the full-batch gradient. Only BatchNorm differs: 
 half's statistics, unless `sync_bn='torch'` sums them over the ranks (`hiermae.sparse.norm`).
 """
 
-import json
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -23,21 +21,10 @@ import torch.multiprocessing as mp
 
 from hiermae.sparse.norm import AllReduceBatchNorm2d, batch_norm_sites, masked_batch_norm
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs/pretrain/hiermae_resnet18_64px_fashionmnist.py"
+from small_training import ROOT, logged_losses, small_options, train_command
+
 ITERS = 6
 BATCH = 4
-OPTIONS = [
-    "train_dataloader.num_workers=0",
-    "train_dataloader.persistent_workers=False",
-    "train_dataloader.dataset.limit=64",
-    "model.decoder.width=32",
-    "default_hooks.logger.interval=1",
-    f"default_hooks.checkpoint.interval={ITERS}",
-    "custom_hooks.0.interval=100",
-    "log_processor.window_size=1",  # log each iteration's own loss, not a running mean
-    f"train_cfg.max_iters={ITERS}",
-]
 # Measured here (6 iterations, AdamW): synced BN 0 at iteration 1, 1.1e-4 at most (float summation order, which
 # AdamW's sign-like first steps amplify); per-rank BN 2.2e-3 at iteration 1, 3.2e-3 at most.
 SYNC_LOSS_TOLERANCE = 5e-4
@@ -74,11 +61,11 @@ def run(command: list[str], timeout: float = 300) -> str:
 
 
 def train(work_dir: Path, processes: int, *options: str) -> None:
-    batch = f"train_dataloader.batch_size={BATCH // processes}"
-    args = [str(CONFIG), "--work-dir", str(work_dir)]
-    if processes == 1:
-        command = [sys.executable, str(ROOT / "tools/train.py"), *args]
-    else:
+    """Pretrain on `BATCH` images a step, split over `processes` ranks (more than one: torchrun on gloo)."""
+    small = small_options(iters=ITERS, images=64, checkpoint_every=ITERS, batch_size=BATCH // processes)
+    # log each iteration's own loss, not a running mean
+    command = train_command(work_dir, options=[*small, "log_processor.window_size=1", *options])
+    if processes > 1:
         launcher = [
             "-m",
             "torch.distributed.run",
@@ -87,13 +74,12 @@ def train(work_dir: Path, processes: int, *options: str) -> None:
             "--master_port",
             str(free_port()),
         ]
-        command = [sys.executable, *launcher, str(ROOT / "tools/train.py"), *args, "--launcher", "pytorch"]
-    run([*command, "--cfg-options", *OPTIONS, batch, *options])
+        command = [command[0], *launcher, *command[1:], "--launcher", "pytorch"]
+    run(command)
 
 
-def logged_losses(work_dir: Path) -> list[float]:
-    records = [json.loads(line) for path in work_dir.glob("*/vis_data/scalars.json") for line in path.open()]
-    losses = {record["iter"]: record["loss"] for record in records if "loss" in record}
+def loss_per_iteration(work_dir: Path) -> list[float]:
+    losses = logged_losses(work_dir)
     assert sorted(losses) == list(range(1, ITERS + 1))
     return [losses[i] for i in range(1, ITERS + 1)]
 
@@ -106,7 +92,7 @@ def running_stats(work_dir: Path) -> dict[str, torch.Tensor]:
 
 def gaps(runs: dict[str, Path], name: str) -> tuple[float, float, float]:
     """First-iteration loss difference, largest loss difference and largest running-stat difference to 'single'."""
-    single, other = logged_losses(runs["single"]), logged_losses(runs[name])
+    single, other = loss_per_iteration(runs["single"]), loss_per_iteration(runs[name])
     reference, stats = running_stats(runs["single"]), running_stats(runs[name])
     assert reference and reference.keys() == stats.keys()
     stats_gap = max(float((reference[k] - stats[k]).abs().max()) for k in reference)

@@ -1,7 +1,6 @@
 """Issue #7 reliability cases: mixed precision on every path, unknown config keys, another backbone's checkpoint."""
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,8 @@ from hiermae.config_check import UnknownConfigKeyError, check_config_keys
 from hiermae.downstream.checkpoints import CheckpointError
 from hiermae.training import build_config
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs/pretrain/hiermae_resnet18_64px_fashionmnist.py"
+from small_training import CONFIG, ROOT, small_options, train_command
+
 FAMILIES = ["resnet18", "convnext_atto", "swin_tiny_patch4_window7_224", "vit_tiny_patch16_224"]
 
 
@@ -143,14 +142,9 @@ def test_load_from_is_checked_for_pretraining_only(tmp_path):
 
 
 def train(work_dir: Path, *options: str, args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    small = ["train_dataloader.batch_size=4", "train_dataloader.num_workers=0",
-             "train_dataloader.persistent_workers=False", "train_dataloader.dataset.limit=16",
-             "model.decoder.width=32", "custom_hooks.0.interval=100", "default_hooks.checkpoint.interval=2",
-             "train_cfg.max_iters=2"]  # fmt: skip
-    command = [sys.executable, str(ROOT / "tools/train.py"), str(CONFIG), "--work-dir", str(work_dir), *args]
-    return subprocess.run(
-        [*command, "--cfg-options", *small, *options], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
+    small = small_options(iters=2, images=16, checkpoint_every=2)
+    command = train_command(work_dir, *args, options=[*small, *options])
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.slow

@@ -1,41 +1,19 @@
 """A run killed with SIGKILL and resumed reproduces the uninterrupted run's losses (data order, masks, flips)."""
 
-import json
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs/pretrain/hiermae_resnet18_64px_fashionmnist.py"
-OPTIONS = [
-    "train_dataloader.batch_size=4",
-    "train_dataloader.num_workers=0",
-    "train_dataloader.persistent_workers=False",
-    "train_dataloader.dataset.limit=40",  # 10 iterations an epoch: the kill lands mid-epoch, the run crosses one
-    "model.decoder.width=32",
-    "default_hooks.checkpoint.interval=3",
-    "default_hooks.logger.interval=1",
-    "custom_hooks.0.interval=100",
-    "train_cfg.max_iters=14",
-]
+from small_training import ROOT, logged_losses, small_options, train_command
+
+# 40 images at batch 4 are 10 iterations an epoch: the kill lands mid-epoch and the run crosses an epoch boundary.
+OPTIONS = small_options(iters=14, images=40, checkpoint_every=3)
 
 
 def command(work_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(ROOT / "tools/train.py"), str(CONFIG), "--work-dir", str(work_dir), *extra,
-            "--cfg-options", *OPTIONS]  # fmt: skip
-
-
-def logged_losses(work_dir: Path) -> dict[int, float]:
-    losses = {}
-    for scalars in work_dir.glob("*/vis_data/scalars.json"):
-        for line in scalars.read_text().splitlines():
-            record = json.loads(line)
-            if "loss" in record:
-                losses[record["iter"]] = record["loss"]
-    return losses
+    return train_command(work_dir, *extra, options=OPTIONS)
 
 
 @pytest.mark.slow

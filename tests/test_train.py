@@ -1,34 +1,22 @@
 """tools/train.py end to end on the embedded data: train, reconstruct, checkpoint, resume."""
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs/pretrain/hiermae_resnet18_64px_fashionmnist.py"
-SMALL = [
-    "train_dataloader.batch_size=4",
-    "train_dataloader.num_workers=0",
-    "train_dataloader.persistent_workers=False",
-    "train_dataloader.dataset.limit=64",
-    "model.decoder.width=32",
-    "default_hooks.checkpoint.interval=2",
-    "default_hooks.logger.interval=1",
-    "custom_hooks.0.interval=2",
-]
+from small_training import ROOT, small_options, train_command
 
 
-def train(*args: str, iters: int) -> subprocess.CompletedProcess:
-    command = [sys.executable, str(ROOT / "tools/train.py"), str(CONFIG), *args]
-    command += ["--cfg-options", *SMALL, f"train_cfg.max_iters={iters}"]
+def train(work_dir: Path, *args: str, iters: int, options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    small = small_options(iters=iters, images=64, checkpoint_every=2, reconstruct_every=2)
+    command = train_command(work_dir, *args, options=[*small, *options])
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 def test_train_writes_checkpoints_reconstructions_and_resumes(tmp_path):
-    first = train("--work-dir", str(tmp_path), iters=4)
+    first = train(tmp_path, iters=4)
     assert first.returncode == 0, first.stderr[-3000:]
     assert (tmp_path / "iter_4.pth").exists()
     assert (tmp_path / "reconstructions" / "iter_2.png").exists()
@@ -36,7 +24,7 @@ def test_train_writes_checkpoints_reconstructions_and_resumes(tmp_path):
     assert "summary: loss at start" in first.stdout + first.stderr
     assert list(tmp_path.glob("*/vis_data/events.out.tfevents.*")), "no tensorboard events written"
 
-    resumed = train("--work-dir", str(tmp_path), "--resume", iters=6)
+    resumed = train(tmp_path, "--resume", iters=6)
     log = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, log[-3000:]
     assert "resumed epoch: 0, iter: 4" in log
@@ -47,20 +35,20 @@ def test_train_writes_checkpoints_reconstructions_and_resumes(tmp_path):
 
 
 def test_resume_from_an_explicit_checkpoint_with_mixed_precision(tmp_path):
-    assert train("--work-dir", str(tmp_path / "a"), iters=2).returncode == 0
-    resumed = train("--work-dir", str(tmp_path / "b"), "--resume", str(tmp_path / "a" / "iter_2.pth"), "--amp", iters=3)
+    assert train(tmp_path / "a", iters=2).returncode == 0
+    resumed = train(tmp_path / "b", "--resume", str(tmp_path / "a" / "iter_2.pth"), "--amp", iters=3)
     log = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, log[-3000:]
     assert "resumed epoch: 0, iter: 2" in log and "Iter(train) [3/3]" in log
 
 
 def test_unknown_backbone_in_a_config_is_named(tmp_path):
-    result = train("--work-dir", str(tmp_path), "--cfg-options", "model.backbone=alexnet", iters=1)
+    result = train(tmp_path, iters=1, options=("model.backbone=alexnet",))
     assert result.returncode != 0 and "unsupported backbone 'alexnet'" in result.stderr
 
 
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
-    poisoned = train("--work-dir", str(tmp_path), "--cfg-options", "optim_wrapper.optimizer.lr=1e30", iters=4)
+    poisoned = train(tmp_path, iters=4, options=("optim_wrapper.optimizer.lr=1e30",))
     log = poisoned.stdout + poisoned.stderr
     assert poisoned.returncode != 0 and "non-finite loss" in log and "at iteration" in log
     pointer = tmp_path / "last_checkpoint"

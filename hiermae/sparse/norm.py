@@ -8,13 +8,12 @@ Synchronised BatchNorm: these functions compute batch statistics themselves, so 
 `nn.SyncBatchNorm` (mmengine's `sync_bn='torch'`, GPUs) would not sync them by itself. When `bn` is an
 `nn.SyncBatchNorm` or an `AllReduceBatchNorm2d` (the CPU stand-in: torch's SyncBatchNorm and DDP refuse CPU
 modules) in training and a process group of two or more ranks is initialised, the statistics are summed over the
-ranks with autograd-aware all-reduces (`sync_group`, `synced_moments`); otherwise every path is the single-process
-one, unchanged.
+ranks with autograd-aware all-reduces (`sync_group`, `synced_moments`, `sum_over_ranks`); otherwise every path is
+the single-process one, unchanged.
 """
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_nn
 from torch import nn
 from torch.nn import functional as F
 
@@ -31,6 +30,30 @@ def sync_group(bn: nn.Module) -> dist.ProcessGroup | None:
     return group if dist.get_world_size(group) > 1 else None
 
 
+class _SumOverRanks(torch.autograd.Function):
+    """All-reduce (sum) whose backward all-reduces the gradient: d(sum over ranks)/d(one rank's input) is 1 there."""
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx, tensor: torch.Tensor, group: dist.ProcessGroup
+    ) -> torch.Tensor:
+        ctx.group = group
+        total = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(total, group=group)
+        return total
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        total = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(total, group=ctx.group)
+        return total, None
+
+
+def sum_over_ranks(tensor: torch.Tensor, group: dist.ProcessGroup) -> torch.Tensor:
+    """`tensor` summed over the ranks of `group`, differentiably (torch.distributed.nn's version is deprecated)."""
+    return _SumOverRanks.apply(tensor, group)
+
+
 def synced_moments(
     x: torch.Tensor, group: dist.ProcessGroup, weight: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -44,13 +67,13 @@ def synced_moments(
     shape = (-1, *([1] * (x.dim() - 2)))
     weighted = x if weight is None else x * weight
     count = x.new_tensor([x.numel() / x.shape[1]]) if weight is None else weight.sum().reshape(1).to(x.dtype)
-    totals = dist_nn.all_reduce(torch.cat([weighted.sum(dims), count]), group=group)
+    totals = sum_over_ranks(torch.cat([weighted.sum(dims), count]), group=group)
     count = totals[-1].detach()
     mean = totals[:-1] / count
     centred = x - mean.reshape(shape)
     if weight is not None:
         centred = centred * weight
-    var = dist_nn.all_reduce(centred.square().sum(dims), group=group) / count
+    var = sum_over_ranks(centred.square().sum(dims), group=group) / count
     return mean, var, count
 
 
