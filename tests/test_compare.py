@@ -129,7 +129,8 @@ def fake_results(run: Path, config: Settings, accuracy: dict[str, float], gain: 
             figures = dict(encoder_parameters=11e6, decoder_parameters=2e6, dense_inference_flops=4e8,
                            encoder_flops=1e8 if sparse else 4e8, decoder_flops=5e7,
                            images_per_second=40.0 if sparse else 10.0, peak_mib=100.0 if sparse else 300.0,
-                           images_per_cpu_second=30.0 if sparse else 10.0, load_average=1.5)  # fmt: skip
+                           images_per_cpu_second=30.0 if sparse else 10.0, load_average=1.5,
+                           step_seconds=[0.7, 0.8, 1.0] if sparse else [3.0, 3.2, 3.2, 3.3])  # fmt: skip
             write_json(measurement_path(run, name, sparse, base.input_size, base.batch_size, base.mask_ratio), figures)
 
 
@@ -142,6 +143,7 @@ def test_comparison_report_tables_and_plots(tmp_path):
     text = report.read_text()
     assert "python tools/compare.py" in text and "12 min." in text
     assert "| resnet18 | 11.0 | 0.40 | 0.10 + 0.05 | 0.25 | 0.45 | 40.0 | 10.0 | 4.00× | 3.00× | 100 | 300 |" in text
+    assert "median of 3 timed steps; within one measurement a step was up to 25% away from its median" in text
     assert "| resnet18 | random | 50.0 ± 0.0 | 60.0 ± 0.0 | |" in text
     assert "| resnet18 | hiermae | 60.5 ± 0.7 | 70.5 ± 0.7 | 0.250 ± 0.000 |" in text
     assert "| resnet18 | gain | +10.5 | +10.5 | |" in text

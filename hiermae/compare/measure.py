@@ -5,8 +5,9 @@
 
 Run as its own process (the comparison does), so the peak-memory figure starts from a fresh heap. Throughput is
 images per second of the whole pretrainer's forward + backward (encoder, decoder, target, loss; no optimiser
-step), the median of a few timed steps after a warm-up, in wall-clock time and in this process's CPU time
-(the second is steadier when other jobs share the cores; both are recorded with the load average); peak
+step), the median of 7 timed steps after a warm-up, in wall-clock time and in this process's CPU time
+(the second is steadier when other jobs share the cores; both are recorded with the load average and every
+step's wall time, so a report can state the noise); peak
 memory is how far one step raises the resident set (`hiermae.resources`). FLOPs are per image, forward only
 (`hiermae.flops.pretraining_flops`).
 """
@@ -35,7 +36,7 @@ def training_step(model: MaskedPretrainer, images: torch.Tensor) -> None:
     model.zero_grad(set_to_none=True)
 
 
-def measure(backbone: str, sparse: bool, input_size: int, batch_size: int, mask_ratio: float, repeats: int = 3) -> dict:
+def measure(backbone: str, sparse: bool, input_size: int, batch_size: int, mask_ratio: float, repeats: int = 7) -> dict:
     """All figures for one backbone and mode, as a JSON-ready dict."""
     torch.manual_seed(0)
     model = build_pretrainer(backbone, sparse=sparse, input_size=input_size, mask_ratio=mask_ratio, decoder=DECODER)
@@ -59,6 +60,7 @@ def measure(backbone: str, sparse: bool, input_size: int, batch_size: int, mask_
         "threads": torch.get_num_threads(),
         "images_per_second": batch_size / statistics.median(wall),
         "images_per_cpu_second": batch_size / statistics.median(cpu),
+        "step_seconds": wall,
         "load_average": os.getloadavg()[0],
         "peak_mib": peak / 2**20,
         "encoder_parameters": flops.encoder_parameters,

@@ -1,6 +1,8 @@
 """`report.md` of a comparison or an ablation: tables of cost and accuracy, plots, and claims checked."""
 
 import math
+import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,7 +105,23 @@ def cost_table(backbones: list[str], measurements: dict[tuple[str, bool], dict])
     loads = [m["load_average"] for m in measurements.values() if "load_average" in m]
     if loads:
         lines += ["", f"Load average while measuring: {min(loads):.1f}–{max(loads):.1f} on this machine's cores."]
+    spread = step_spread(measurements.values())
+    if spread is not None:
+        lines += [
+            "",
+            f"Throughput is the median of {spread[0]} timed steps; within one measurement a step was up to "
+            f"{spread[1]:.0%} away from its median, so read the speed-ups as ± that much.",
+        ]
     return lines
+
+
+def step_spread(measurements: Iterable[dict]) -> tuple[int, float] | None:
+    """Fewest timed steps in a measurement, and the largest relative distance of one step from its median."""
+    timed = [m["step_seconds"] for m in measurements if m.get("step_seconds")]
+    if not timed:
+        return None
+    spread = max(abs(t - statistics.median(steps)) / statistics.median(steps) for steps in timed for t in steps)
+    return min(len(steps) for steps in timed), spread
 
 
 def cpu_speed_up(sparse: dict, dense: dict) -> str:
