@@ -7,9 +7,8 @@ Run as its own process (the comparison does), so the peak-memory figure starts f
 images per second of the whole pretrainer's forward + backward (encoder, decoder, target, loss; no optimiser
 step), the median of 7 timed steps after a warm-up, in wall-clock time and in this process's CPU time
 (the second is steadier when other jobs share the cores; both are recorded with the load average and every
-step's wall time, so a report can state the noise); peak
-memory is how far one step raises the resident set (`hiermae.resources`). FLOPs are per image, forward only
-(`hiermae.flops.pretraining_flops`).
+step's wall time, so a report can state the noise); peak memory is how far one step raises the resident set
+(`hiermae.resources`). FLOPs are per image, forward only (`hiermae.flops.pretraining_flops`).
 """
 
 import argparse

@@ -120,8 +120,13 @@ def step_spread(measurements: Iterable[dict]) -> tuple[int, float] | None:
     timed = [m["step_seconds"] for m in measurements if m.get("step_seconds")]
     if not timed:
         return None
-    spread = max(abs(t - statistics.median(steps)) / statistics.median(steps) for steps in timed for t in steps)
-    return min(len(steps) for steps in timed), spread
+    return min(len(steps) for steps in timed), max(relative_spread(steps) for steps in timed)
+
+
+def relative_spread(steps: list[float]) -> float:
+    """The largest distance of one step's time from the median, as a fraction of the median."""
+    median = statistics.median(steps)
+    return max(abs(t - median) for t in steps) / median
 
 
 def cpu_speed_up(sparse: dict, dense: dict) -> str:

@@ -8,8 +8,8 @@ Synchronised BatchNorm: these functions compute batch statistics themselves, so 
 `nn.SyncBatchNorm` (mmengine's `sync_bn='torch'`, GPUs) would not sync them by itself. When `bn` is an
 `nn.SyncBatchNorm` or an `AllReduceBatchNorm2d` (the CPU stand-in: torch's SyncBatchNorm and DDP refuse CPU
 modules) in training and a process group of two or more ranks is initialised, the statistics are summed over the
-ranks with autograd-aware all-reduces (`sync_group`, `synced_moments`, `sum_over_ranks`); otherwise every path is
-the single-process one, unchanged.
+ranks with autograd-aware all-reduces (`sync_group`, `synced_batch_statistics`); otherwise every path is the
+single-process one, unchanged.
 """
 
 import torch
@@ -77,6 +77,25 @@ def synced_moments(
     return mean, var, count
 
 
+def synced_batch_statistics(
+    x: torch.Tensor, group: dist.ProcessGroup, bn: nn.Module, weight: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`synced_moments` for `bn` in training: checks there are enough sites over all ranks, moves `bn`'s running
+    averages, and returns the mean and biased variance."""
+    mean, var, count = synced_moments(x, group, weight)
+    check_enough_sites(int(count), bn)
+    update_running_stats(bn, mean, var, float(count))
+    return mean, var
+
+
+def scale_and_shift(bn: nn.Module, mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel `scale`, `shift` with BatchNorm's output = x * scale + shift for statistics `mean`, `var`."""
+    scale = torch.rsqrt(var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    return scale, -mean * scale + (bn.bias if bn.bias is not None else 0)
+
+
 def update_running_stats(bn: nn.Module, mean: torch.Tensor, var: torch.Tensor, count: float) -> None:
     """Move `bn`'s running averages towards this batch's mean and unbiased variance, as torch's BatchNorm does."""
     if not (bn.training and bn.track_running_stats):
@@ -102,13 +121,8 @@ class AllReduceBatchNorm2d(nn.BatchNorm2d):
         group = sync_group(self)
         if group is None:
             return super().forward(x)
-        mean, var, count = synced_moments(x.float() if x.dtype.itemsize < 4 else x, group)
-        check_enough_sites(int(count), self)
-        update_running_stats(self, mean, var, float(count))
-        scale = torch.rsqrt(var + self.eps)
-        if self.weight is not None:
-            scale = scale * self.weight
-        shift = -mean * scale + (self.bias if self.bias is not None else 0)
+        mean, var = synced_batch_statistics(x.float() if x.dtype.itemsize < 4 else x, group, self)
+        scale, shift = scale_and_shift(self, mean, var)
         return (x * scale[:, None, None] + shift[:, None, None]).to(x.dtype)
 
     @classmethod
@@ -140,18 +154,12 @@ def batch_norm_sites(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
     rows = x.float() if x.dtype.itemsize < 4 else x
     group = sync_group(bn)
     if group is None:
-        count = x.shape[0]
-        check_enough_sites(count, bn)
+        check_enough_sites(x.shape[0], bn)
         var, mean = torch.var_mean(rows, dim=0, correction=0)
+        update_running_stats(bn, mean, var, x.shape[0])
     else:
-        mean, var, total = synced_moments(rows, group)
-        count = int(total)
-        check_enough_sites(count, bn)
-    update_running_stats(bn, mean, var, count)
-    scale = torch.rsqrt(var + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight
-    shift = -mean * scale + (bn.bias if bn.bias is not None else 0)
+        mean, var = synced_batch_statistics(rows, group, bn)
+    scale, shift = scale_and_shift(bn, mean, var)
     return torch.addcmul(shift, x, scale)
 
 
@@ -182,9 +190,7 @@ def masked_batch_norm(x: torch.Tensor, visible: torch.Tensor, bn: nn.BatchNorm2d
     use_batch_stats = bn.training or bn.running_mean is None
     group = sync_group(bn)
     if use_batch_stats and group is not None:
-        mean, var, count = synced_moments(x, group, weight)
-        check_enough_sites(int(count), bn)
-        update_running_stats(bn, mean, var, float(count))
+        mean, var = synced_batch_statistics(x, group, bn, weight)
     elif use_batch_stats:
         count = weight.sum()
         check_enough_sites(int(count), bn)
@@ -198,10 +204,7 @@ def masked_batch_norm(x: torch.Tensor, visible: torch.Tensor, bn: nn.BatchNorm2d
                 bn.running_var.mul_(1 - factor).add_(factor * unbiased.to(bn.running_var.dtype))
     else:
         mean, var = bn.running_mean, bn.running_var
-    scale = torch.rsqrt(var + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight
-    shift = -mean * scale + (bn.bias if bn.bias is not None else 0)
+    scale, shift = scale_and_shift(bn, mean, var)
     return (x * scale[:, None, None] + shift[:, None, None]) * weight
 
 
