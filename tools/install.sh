@@ -1,20 +1,31 @@
 #!/usr/bin/env bash
 # Create .venv at the repository root with the pinned stack; quick when nothing changed.
+#   tools/install.sh core   what pretraining and `make demo` need (about 2 minutes on a fresh machine)
+#   tools/install.sh full   core + tests + the transfer stack: mmcv compiled with its CPU ops, mmdet, mmseg
 set -euo pipefail
 cd "$(dirname "$0")/.."
+part=${1:-full}
+core_inputs="requirements/constraints.txt requirements/core.txt setup.py tools/install.sh"
+case "$part" in
+  core) inputs=$core_inputs ;;
+  full) inputs="$core_inputs requirements/transfer.txt requirements/dev.txt" ;;
+  *) echo "install: unknown part '$part' (valid: core, full)" >&2; exit 2 ;;
+esac
 start=$(date +%s)
-stamp=.venv/.hiermae-installed
-inputs="requirements/constraints.txt requirements/runtime.txt requirements/dev.txt setup.py tools/install.sh"
-if [ -f "$stamp" ] && [ "$(cat $inputs | sha256sum)" = "$(cat "$stamp")" ]; then
-  echo "install: .venv is up to date ($(( $(date +%s) - start )) s)"
+stamp=.venv/.hiermae-installed-$part
+digest() { cat "$@" | sha256sum; }
+# shellcheck disable=SC2086
+if [ -f "$stamp" ] && [ "$(digest $inputs)" = "$(cat "$stamp")" ]; then
+  echo "install: .venv has the $part stack ($(( $(date +%s) - start )) s)"
   exit 0
 fi
-# Debian data: Fashion-MNIST (the embedded pretraining data) and photo cut-outs for the detection scenes.
+# Debian data: Fashion-MNIST (the embedded pretraining data); photo cut-outs for the detection scenes (full only).
 debs=""
 [ -d /usr/share/datasets/fashion-mnist ] || debs="$debs dataset-fashion-mnist"
-[ -d /usr/share/tuxpaint/stamps ] || debs="$debs tuxpaint-stamps-default"
+[ "$part" = full ] && [ ! -d /usr/share/tuxpaint/stamps ] && debs="$debs tuxpaint-stamps-default"
 if [ -n "$debs" ]; then
   echo "install: Debian packages$debs"
+  # shellcheck disable=SC2086
   apt-get install -y -qq --no-install-recommends $debs >/dev/null 2>&1 || \
     (apt-get update -qq && apt-get install -y -qq --no-install-recommends $debs >/dev/null)
 fi
@@ -28,12 +39,21 @@ quiet() {
   set -e
   return "$status"
 }
-quiet "${pip[@]}" torch torchvision setuptools wheel ninja
-# mmcv ships only as an sdist: compile its CPU ops against the venv's torch (pip caches the built wheel).
-quiet env MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=2 CFLAGS=-g0 "${pip[@]}" --no-build-isolation mmcv
-quiet "${pip[@]}" -r requirements/runtime.txt -r requirements/dev.txt
+echo "install: $part stack"
+quiet "${pip[@]}" -r requirements/core.txt
 quiet "${pip[@]}" --no-build-isolation --no-deps -e .
-.venv/bin/python -c "import torch, torchvision, timm, mmengine, mmcv.ops, mmdet, mmseg, spconv.pytorch, fvcore; \
-print('install: torch', torch.__version__, 'timm', timm.__version__, 'mmcv', mmcv.__version__, 'spconv ok')"
-cat $inputs | sha256sum > "$stamp"
-echo "install: done in $(( $(date +%s) - start )) s"
+check="import torch, torchvision, timm, mmengine, spconv.pytorch, fvcore, webdataset"
+if [ "$part" = full ]; then
+  quiet "${pip[@]}" setuptools wheel ninja
+  # mmcv ships only as an sdist: compile its CPU ops against the venv's torch (pip caches the built wheel).
+  echo "install: compiling mmcv's ops (about 5 minutes on 2 cores; pip caches the wheel for the next time)"
+  quiet env MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=2 CFLAGS=-g0 "${pip[@]}" --no-build-isolation mmcv
+  quiet "${pip[@]}" -r requirements/transfer.txt -r requirements/dev.txt
+  check="$check, mmcv.ops, mmdet, mmseg, pycocotools, skimage, pytest"
+fi
+.venv/bin/python -c "$check; print('install: torch', torch.__version__, 'timm', timm.__version__, 'imports ok')"
+# shellcheck disable=SC2086
+digest $core_inputs > .venv/.hiermae-installed-core  # a full install holds the core stack too
+# shellcheck disable=SC2086
+digest $inputs > "$stamp"
+echo "install: $part stack done in $(( $(date +%s) - start )) s"
