@@ -15,6 +15,7 @@ import torch
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import Registry
 
+from hiermae.dependencies import require_mmdet, require_mmseg
 from hiermae.downstream.checkpoints import (
     CheckpointError,
     EncoderWeights,
@@ -54,10 +55,12 @@ class ExportResult:
 def registry_for(fmt: str) -> Registry:
     """mmdet's or mmseg's model registry, with hiermae's backbones registered in it."""
     if fmt == "mmdet":
+        require_mmdet(f"export to {fmt}")
         from mmdet.registry import MODELS
 
         import hiermae.downstream.mmdet_models  # noqa: F401
     elif fmt == "mmseg":
+        require_mmseg(f"export to {fmt}")
         from mmseg.registry import MODELS
 
         import hiermae.downstream.mmseg_models  # noqa: F401

@@ -1,7 +1,11 @@
 """Register hiermae's backbones in mmdet's model registry (`custom_imports` of the detection configs)."""
 
-from mmdet.registry import MODELS
+from hiermae.dependencies import require_mmdet
 
-from hiermae.downstream.timm_backbone import TimmConvNeXt
+require_mmdet()
+
+from mmdet.registry import MODELS  # noqa: E402
+
+from hiermae.downstream.timm_backbone import TimmConvNeXt  # noqa: E402
 
 MODELS.register_module(module=TimmConvNeXt)

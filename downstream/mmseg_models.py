@@ -1,7 +1,11 @@
 """Register hiermae's backbones in mmseg's model registry (`custom_imports` of the segmentation configs)."""
 
-from mmseg.registry import MODELS
+from hiermae.dependencies import require_mmseg
 
-from hiermae.downstream.timm_backbone import TimmConvNeXt
+require_mmseg()
+
+from mmseg.registry import MODELS  # noqa: E402
+
+from hiermae.downstream.timm_backbone import TimmConvNeXt  # noqa: E402
 
 MODELS.register_module(module=TimmConvNeXt)

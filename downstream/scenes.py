@@ -15,7 +15,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
-from pycocotools import mask as mask_utils
+
+from hiermae.dependencies import require_transfer_stack
+
+require_transfer_stack("pycocotools", "skimage", purpose="the detection scenes")
+
+from pycocotools import mask as mask_utils  # noqa: E402
 
 STAMP_ROOT = Path("/usr/share/tuxpaint/stamps")
 STAMP_CATEGORIES = {
