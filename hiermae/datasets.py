@@ -1,4 +1,5 @@
-"""Datasets registered with mmengine: Fashion-MNIST (the embedded default) and a folder of the user's images.
+"""Datasets registered with mmengine: Fashion-MNIST (the embedded default) and a folder of the user's images
+(WebDataset shards: `hiermae.shards`).
 
 Each item is `{'inputs': uint8 3×S×S tensor, 'data_samples': {'index': i, 'label': y}}`; the index seeds the
 sample's mask (see `MaskedPretrainer.sample_seeds`).
@@ -6,16 +7,21 @@ sample's mask (see `MaskedPretrainer.sample_seeds`).
 
 import gzip
 import logging
+import multiprocessing
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from mmengine.config import ConfigDict
+from mmengine.dist import barrier, get_rank, get_world_size
 from mmengine.logging import print_log
 from mmengine.registry import DATASETS
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
+
+from hiermae.file_list import IMAGE_EXTENSIONS, Listing, list_images
+from hiermae.images import read_rgb
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_FILES = {
@@ -25,7 +31,6 @@ FASHION_MNIST_FILES = {
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )  # fmt: skip
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 def read_idx(path: Path, header_bytes: int) -> np.ndarray:
@@ -74,70 +79,99 @@ class FashionMNIST(Dataset):
         return {"inputs": image, "data_samples": {"index": index, "label": int(self.labels[index])}}
 
 
-def load_rgb(path: Path) -> Image.Image:
-    """Open any image as 8-bit RGB: grey, palette, RGBA (composited on black) and 16-bit files included."""
-    with Image.open(path) as image:
-        image.load()
-        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-            array = np.asarray(image, dtype=np.float64)
-            peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-            image = Image.fromarray((array / peak * 255).clip(0, 255).astype(np.uint8))
-        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-            rgba = image.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-            return Image.alpha_composite(background, rgba).convert("RGB")
-        return image.convert("RGB")
-
-
 @DATASETS.register_module()
 class ImageFolder(Dataset):
-    """The user's images: a flat folder or one sub-folder per class. Unreadable files are skipped and counted.
+    """The user's images: a flat folder, or one top-level folder per class (deeper and symlinked folders included).
 
-    Files are checked once when the dataset is built; a file that still fails later is replaced by the next
-    readable one and counted, so a bad file never stops a run.
+    Start-up only lists file names (see `hiermae.file_list`; `file_list` names a cache file, which `tools/train.py`
+    puts in the work dir). A file is checked when it is read: one that cannot be decoded, PIL's decompression-bomb
+    guard included, is replaced by the next readable file, counted across data-loader workers and named in the log.
+    Pixels follow `hiermae.images` for every mode and bit depth.
     """
 
     def __init__(
-        self, root: str, image_size: int = 224, scale: tuple[float, float] = (0.2, 1.0), flip: bool = True
+        self,
+        root: str,
+        image_size: int = 224,
+        scale: tuple[float, float] = (0.2, 1.0),
+        flip: bool = True,
+        file_list: str | None = None,
     ) -> None:
-        root_path = Path(root)
-        if not root_path.is_dir():
-            raise FileNotFoundError(f"image folder {root} does not exist")
-        files = sorted(p for p in root_path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-        class_names = sorted({p.parent.name for p in files if p.parent != root_path})
-        self.skipped: list[tuple[str, str]] = []
-        self.files = [p for p in files if self._readable(p)]
-        if not self.files:
-            raise ValueError(f"image folder {root} has no readable images ({len(self.skipped)} skipped)")
-        self.labels = [class_names.index(p.parent.name) if p.parent != root_path else -1 for p in self.files]
-        self.metainfo = {"classes": tuple(class_names)}
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
+        listing = shared_listing(self.root, Path(file_list) if file_list else None)
+        problems = "".join(f"\n  {path}: {why}" for path, why in listing.problems[:10])
+        if not len(listing.names):
+            raise ValueError(
+                f"image folder {root} has no readable images: no file ending in {', '.join(IMAGE_EXTENSIONS)}"
+                f" ({len(listing.problems)} problems while listing){problems}"
+            )
+        self.names, self.labels = listing.names, listing.labels
+        self.metainfo = {"classes": listing.classes}
+        self.skipped: list[tuple[str, str]] = []  # what this process skipped; `skipped_count` covers all processes
+        # shared with forked data-loader workers: a file found bad is flagged once, counted once, never read again
+        self._bad = multiprocessing.Array("B", len(self.names))
+        self._skipped_count = multiprocessing.Value("q", 0, lock=False)
         steps = [v2.RandomResizedCrop(image_size, scale=scale, antialias=True)]
         self.transform = v2.Compose(steps + ([v2.RandomHorizontalFlip()] if flip else []))
-        message = f"ImageFolder {root}: {len(self.files)} images, {len(self.skipped)} skipped as unreadable"
-        print_log(message + "".join(f"\n  skipped {name}: {why}" for name, why in self.skipped[:10]), "current")
-
-    def _readable(self, path: Path) -> bool:
-        try:
-            with Image.open(path) as image:
-                image.verify()
-            return True
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
-            self.skipped.append((str(path), f"{type(error).__name__}: {error}"))
-            return False
+        print_log(
+            f"ImageFolder {root}: {len(self.names)} images in {len(listing.classes)} classes, listed in "
+            f"{listing.seconds:.1f} s ({listing.source}); files are checked when read, unreadable ones skipped and "
+            f"logged; {len(listing.problems)} problems while listing{problems}",
+            "current",
+        )
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self.names)
+
+    def path(self, index: int) -> Path:
+        return self.root / self.names[index]
+
+    @property
+    def skipped_count(self) -> int:
+        """Distinct files found unreadable so far, by this process and every data-loader worker."""
+        return self._skipped_count.value
+
+    def _skip(self, position: int, error: Exception) -> None:
+        path, why = self.path(position), f"{type(error).__name__}: {error}"
+        self.skipped.append((str(path), why))
+        with self._bad.get_lock():
+            if self._bad[position]:  # another worker found it first
+                return
+            self._bad[position] = 1
+            self._skipped_count.value += 1
+            count = self._skipped_count.value
+        print_log(f"skipped unreadable image {path} ({why}); {count} skipped so far", "current", logging.WARNING)
 
     def __getitem__(self, index: int) -> dict:
-        for offset in range(len(self.files)):
-            position = (index + offset) % len(self.files)
-            try:
-                image = load_rgb(self.files[position])
-            except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
-                self.skipped.append((str(self.files[position]), f"{type(error).__name__}: {error}"))
-                print_log(f"skipping unreadable image {self.files[position]}: {error}", "current", logging.WARNING)
+        for offset in range(len(self.names)):
+            position = (index + offset) % len(self.names)
+            if self._bad[position]:
                 continue
-            tensor = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
-            sample = {"index": position, "label": self.labels[position]}
+            try:
+                pixels = read_rgb(self.path(position))
+            except Exception as error:  # any per-file failure, of any kind, must not stop a run
+                self._skip(position, error)
+                continue
+            tensor = torch.from_numpy(pixels).permute(2, 0, 1)
+            sample = {"index": position, "label": int(self.labels[position])}
             return {"inputs": self.transform(tensor).contiguous(), "data_samples": sample}
-        raise RuntimeError("no image in the folder could be read")
+        raise RuntimeError(f"no image in {self.root} could be read ({len(self.names)} tried)")
+
+
+def shared_listing(root: Path, cache: Path | None) -> Listing:
+    """`list_images`, with one walk for all ranks: rank 0 lists (and caches) first, the others then read its cache."""
+    if cache is None or get_world_size() == 1:
+        return list_images(root, cache)
+    listing = list_images(root, cache) if get_rank() == 0 else None
+    barrier()
+    return listing or list_images(root, cache)
+
+
+def place_file_list_caches(cfg: ConfigDict) -> None:
+    """Give each ImageFolder dataloader of `cfg` without a `file_list` a cache file in the work dir."""
+    for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        dataset = (cfg.get(loader) or {}).get("dataset")
+        if dataset is not None and dataset.get("type") == "ImageFolder" and "file_list" not in dataset:
+            dataset["file_list"] = str(Path(cfg.work_dir) / "file_lists" / f"{loader}.bin")

@@ -11,6 +11,7 @@ from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import MODEL_WRAPPERS
 
 from hiermae.config_check import check_config_keys, check_option_keys
+from hiermae.datasets import place_file_list_caches
 from hiermae.sparse.norm import AllReduceBatchNorm2d
 
 
@@ -94,6 +95,7 @@ def build_config(
         cfg.work_dir = work_dir
     elif cfg.get("work_dir") is None:
         cfg.work_dir = str(Path("work_dirs") / Path(config).stem)
+    place_file_list_caches(cfg)
     if amp:
         enable_amp(cfg)
     if resume == "auto":

@@ -1,9 +1,14 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from mmengine.dataset import pseudo_collate
 from PIL import Image
+from torch.utils.data import DataLoader
 
-from hiermae.datasets import FashionMNIST, ImageFolder, load_rgb
+from hiermae.datasets import FashionMNIST, ImageFolder
+from hiermae.training import build_config
 
 
 def test_fashion_mnist_reads_the_embedded_files():
@@ -38,29 +43,62 @@ def messy_folder(tmp_path):
     return tmp_path
 
 
-def test_image_folder_skips_and_counts_bad_files(messy_folder):
+def test_image_folder_skips_and_counts_bad_files_when_read(messy_folder):
     dataset = ImageFolder(str(messy_folder), image_size=32)
-    names = sorted(p.name for p in dataset.files)
-    assert names == ["deep.png", "grey.png", "rgb.jpg", "rgba.png"]
-    assert sorted(p.split("/")[-1] for p, _ in dataset.skipped) == ["corrupt.jpg", "truncated.jpg"]
+    assert len(dataset) == 6  # listed, not opened: bad files are found when read
     assert dataset.metainfo["classes"] == ("cats", "dogs")
-    for index in range(len(dataset)):
-        item = dataset[index]
+    items = [dataset[index] for index in range(len(dataset))]
+    for item in items:
         assert item["inputs"].shape == (3, 32, 32) and item["inputs"].dtype == torch.uint8
+    read = {dataset.path(item["data_samples"]["index"]).name for item in items}
+    assert read == {"deep.png", "grey.png", "rgb.jpg", "rgba.png"}
+    assert sorted(Path(path).name for path, _ in dataset.skipped) == ["corrupt.jpg", "truncated.jpg"]
+    assert dataset.skipped_count == 2
+    labels = {dataset.path(i).name: dataset[i]["data_samples"]["label"] for i in range(len(dataset))}
+    assert labels["rgb.jpg"] == 0 and labels["deep.png"] == 1
 
 
-def test_sixteen_bit_images_keep_their_range(messy_folder):
-    image = np.asarray(load_rgb(messy_folder / "dogs" / "deep.png"))
-    assert image.dtype == np.uint8 and image.shape == (30, 30, 3) and image.max() > 200
-
-
-def test_a_file_broken_after_the_scan_is_replaced_and_counted(messy_folder):
+def test_skips_are_counted_once_across_data_loader_workers(messy_folder):
     dataset = ImageFolder(str(messy_folder), image_size=32)
-    broken = dataset.files[0]
+    loader = DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=pseudo_collate)
+    assert sum(len(batch["inputs"]) for batch in loader) == 6
+    assert dataset.skipped_count == 2 and dataset.skipped == []  # the workers' counts reach the main process
+
+
+def test_a_file_broken_after_listing_is_replaced_and_counted(messy_folder):
+    dataset = ImageFolder(str(messy_folder), image_size=32)
+    broken = dataset.path(0)
     broken.write_bytes(b"garbage")
     item = dataset[0]
     assert item["data_samples"]["index"] == 1
-    assert dataset.skipped[-1][0] == str(broken)
+    assert dataset.skipped[-1][0] == str(broken) and "UnidentifiedImageError" in dataset.skipped[-1][1]
+
+
+def test_decompression_bomb_is_skipped_counted_and_named(tmp_path):
+    Image.new("1", (20000, 20000)).save(tmp_path / "bomb.png")  # 400 Mpx > twice PIL's limit, 50 kB on disk
+    Image.new("RGB", (40, 40), (9, 99, 199)).save(tmp_path / "fine.png")
+    dataset = ImageFolder(str(tmp_path), image_size=32)
+    item = dataset[0]
+    assert dataset.path(item["data_samples"]["index"]).name == "fine.png"
+    assert (item["inputs"] == torch.tensor([9, 99, 199], dtype=torch.uint8)[:, None, None]).all()
+    (path, why), = dataset.skipped
+    assert path.endswith("bomb.png") and "DecompressionBombError" in why and dataset.skipped_count == 1
+
+
+def test_every_mode_survives_the_dataset_with_its_colour(tmp_path):
+    colours = {"L": 77, "LA": (77, 255), "P": 3, "RGB": (10, 200, 30), "RGBA": (10, 200, 30, 255), "I;16": 257 * 40}
+    for mode, colour in colours.items():
+        image = Image.new(mode, (48, 40), colour)
+        if mode == "P":
+            image.putpalette([0, 0, 0] * 3 + [250, 120, 5])
+        image.save(tmp_path / f"{mode.replace(';', '')}.png")
+    dataset = ImageFolder(str(tmp_path), image_size=32)
+    expected = {"L": (77,) * 3, "LA": (77,) * 3, "P": (250, 120, 5), "RGB": (10, 200, 30), "RGBA": (10, 200, 30),
+                "I16": (40,) * 3}  # fmt: skip
+    for index in range(len(dataset)):
+        pixels = dataset[index]["inputs"]
+        colour = expected[dataset.path(index).stem]
+        assert (pixels == torch.tensor(colour, dtype=torch.uint8)[:, None, None]).all(), dataset.path(index)
 
 
 def test_empty_folder_is_named(tmp_path):
@@ -68,3 +106,11 @@ def test_empty_folder_is_named(tmp_path):
         ImageFolder(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ImageFolder(str(tmp_path / "missing"))
+
+
+def test_training_configs_cache_the_file_list_in_the_work_dir(tmp_path):
+    cfg = build_config("configs/pretrain/hiermae_resnet50_224px_imagefolder.py", work_dir=str(tmp_path))
+    assert cfg.train_dataloader.dataset.file_list == str(tmp_path / "file_lists" / "train_dataloader.bin")
+    options = {"train_dataloader.dataset.file_list": None}
+    cfg = build_config("configs/pretrain/hiermae_resnet50_224px_imagefolder.py", cfg_options=options)
+    assert cfg.train_dataloader.dataset.file_list is None  # an explicit None turns the cache off
