@@ -181,6 +181,9 @@ class ImageShards(IterableDataset):
                 self._skip(f"the rest of shard {self.root / shard.name} after sample {index}", error)
 
     def _shuffled(self, samples: Iterator[tuple[int, dict]], rng: random.Random) -> Iterator[tuple[int, dict]]:
+        if not self.shuffle_buffer:
+            yield from samples
+            return
         buffer: list[tuple[int, dict]] = []
         for sample in samples:
             if len(buffer) < self.shuffle_buffer:

@@ -71,6 +71,11 @@ def test_repeated_passes_cover_the_data_again_in_another_order(folder, tmp_path)
     stream = iter(dataset)
     first, second = ([next(stream)["data_samples"]["index"] for _ in range(21)] for _ in range(2))
     assert sorted(first) == sorted(second) == list(range(21)) and first != second
+    unshuffled = ImageShards(str(tmp_path / "shards"), image_size=32, shuffle_buffer=0, repeat=False)
+    indices = [item["data_samples"]["index"] for item in unshuffled]
+    assert sorted(indices) == list(range(21))  # shards in a drawn order, each read through in its stored order
+    pairs = list(zip(indices[:-1], indices[1:]))
+    assert all(b == a + 1 for a, b in pairs if a // 4 == b // 4) and sum(a // 4 != b // 4 for a, b in pairs) == 5
 
 
 def shard_rank(rank: int, world: int, port: int, roots: list[str], out_dir: str) -> None:
