@@ -2,16 +2,17 @@
 random-resized crop to 224 + flip, one thread) for several decoders, then how many workers each sparse step figure
 in BENCHMARKS.md needs.
 
-    python benchmarks/loader.py [--images DIR | --make-images DIR] [--count 256] [--repeats 3] [--device cuda]
-                                [--loader-workers 2] [--json FILE]
+    python benchmarks/loader.py [--images DIR | --make-images DIR] [--count 256] [--photo-size 500x375]
+                                [--repeats 3] [--device cuda] [--loader-workers 2] [--json FILE]
 
 Decode variants (all give a 3×224×224 uint8 tensor from a JPEG file):
-- `dataset`: `ImageFolder.__getitem__` as training runs it (PIL decodes the whole image, `hiermae.images` turns it
-  into RGB, torchvision crops and resizes the tensor);
-- `pil-crop`: PIL decodes, then resizes only the crop box (`Image.resize(box=...)`);
-- `pil-draft`: PIL's reduced-size JPEG decoding (`Image.draft`: the decoder scales by 1/2, 1/4 or 1/8 in the DCT,
-  never below what the crop needs), then the crop as `pil-crop`;
-- `torchvision`: `torchvision.io.decode_jpeg` (libjpeg-turbo) on the CPU, then the tensor crop;
+- `dataset`: `ImageFolder.__getitem__` as training runs it: the crop box is drawn from the header size, PIL decodes
+  the JPEG at the smallest DCT scale (1/2, 1/4, 1/8: `Image.draft`) that keeps the box at least 224 px, and only
+  the box is resized;
+- `pil-full`: PIL decodes the whole image, torchvision crops and resizes the tensor (the dataset before issue 14,
+  and the usual torchvision pipeline);
+- `torchvision`: `torchvision.io.decode_jpeg` (libjpeg-turbo) decodes the whole image on the CPU, then the tensor
+  crop;
 - with `--device cuda`: `torchvision.io.decode_jpeg(device='cuda')` (nvJPEG), a batch of 64 files decoded and
   cropped on the GPU; the CPU only reads the files. NVIDIA DALI (`nvidia-dali-cuda130` on PyPI) decodes on the GPU
   as well, inside its own pipeline, and is not measured here.
@@ -62,14 +63,15 @@ def photos() -> list[np.ndarray]:
         return scenes
 
 
-def make_images(folder: Path, count: int, seed: int = 0) -> None:
-    """`count` JPEGs (quality 90) of ImageNet's typical size (about 500×375), cropped from offline photos."""
+def make_images(folder: Path, count: int, size: tuple[int, int] = (500, 375), seed: int = 0) -> None:
+    """`count` JPEGs (quality 90), landscape or portrait `size` (ImageNet's typical 500×375 by default), cut
+    from offline photos."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     sources = photos()
     for index in range(count):
         source = Image.fromarray(sources[index % len(sources)])
-        width, height = (500, 375) if rng.random() < 0.7 else (375, 500)
+        width, height = size if rng.random() < 0.7 else size[::-1]
         scale = max(width / source.width, height / source.height) * rng.uniform(1.0, 1.6)
         resized = source.resize((math.ceil(source.width * scale), math.ceil(source.height * scale)), Image.BICUBIC)
         left = int(rng.integers(0, resized.width - width + 1))
@@ -89,17 +91,11 @@ def flip(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.flip(-1) if torch.rand(()) < 0.5 else tensor
 
 
-def pil_crop(path: Path, draft: bool = False) -> torch.Tensor:
+def pil_full(path: Path) -> torch.Tensor:
     with Image.open(path) as image:
-        box = crop_box(*image.size)
-        if draft:  # the smallest DCT scaling that keeps the crop at least SIZE pixels on each side
-            full = image.size
-            wanted = (math.ceil(full[0] * SIZE / (box[2] - box[0])), math.ceil(full[1] * SIZE / (box[3] - box[1])))
-            image.draft("RGB", wanted)
-            factor = image.size[0] / full[0]
-            box = tuple(round(edge * factor) for edge in box)
-        rgb = image.convert("RGB").resize((SIZE, SIZE), Image.BILINEAR, box=box)
-    return flip(torch.from_numpy(np.array(rgb)).permute(2, 0, 1))
+        tensor = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+    left, top, right, bottom = crop_box(tensor.shape[2], tensor.shape[1])
+    return flip(TF.resized_crop(tensor, top, left, bottom - top, right - left, [SIZE, SIZE], antialias=True))
 
 
 def torchvision_decode(path: Path) -> torch.Tensor:
@@ -195,6 +191,7 @@ def main() -> None:
     parser.add_argument("--images", type=Path, help="a folder of JPEGs to decode (default: generate them)")
     parser.add_argument("--make-images", type=Path, help="generate the JPEGs into this folder and keep them")
     parser.add_argument("--count", type=int, default=256, help="images per pass")
+    parser.add_argument("--photo-size", default="500x375", help="WxH of generated JPEGs (phone photos: 4000x3000)")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per variant (the median is reported)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda adds nvJPEG decoding")
     parser.add_argument("--loader-workers", type=int, default=0, help="also time a DataLoader with N workers")
@@ -205,9 +202,14 @@ def main() -> None:
             parser.error(f"--{name} must be at least 1")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
-    folder = args.images or args.make_images or Path("/tmp/hiermae-loader-jpegs")
+    try:
+        size = tuple(int(side) for side in args.photo_size.lower().split("x"))
+        assert len(size) == 2 and min(size) >= SIZE
+    except (ValueError, AssertionError):
+        parser.error(f"--photo-size must be WIDTHxHEIGHT, both at least {SIZE}, got {args.photo_size!r}")
+    folder = args.images or args.make_images or Path(f"/tmp/hiermae-loader-jpegs-{size[0]}x{size[1]}")
     if args.images is None and len(list(folder.glob("*.jpg"))) < args.count:
-        make_images(folder, args.count)
+        make_images(folder, args.count, size)
     paths = sorted(folder.glob("*.jpg"))[: args.count]
     if not paths:
         parser.error(f"no .jpg files in {folder}")
@@ -224,8 +226,7 @@ def main() -> None:
     dataset_indices = [order[path] for path in paths]
     variants = {
         "dataset": lambda i: dataset[dataset_indices[i]]["inputs"],
-        "pil-crop": lambda i: pil_crop(paths[i]),
-        "pil-draft": lambda i: pil_crop(paths[i], draft=True),
+        "pil-full": lambda i: pil_full(paths[i]),
         "torchvision": lambda i: torchvision_decode(paths[i]),
     }
     figures = {"images": len(paths), "load_average": os.getloadavg(), "per_worker": {}}

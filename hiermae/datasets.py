@@ -18,10 +18,9 @@ from mmengine.dist import barrier, get_rank, get_world_size
 from mmengine.logging import print_log
 from mmengine.registry import DATASETS
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
 
 from hiermae.file_list import IMAGE_EXTENSIONS, Listing, list_images
-from hiermae.images import read_rgb
+from hiermae.images import CropReader
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_FILES = {
@@ -86,7 +85,7 @@ class ImageFolder(Dataset):
     Start-up only lists file names (see `hiermae.file_list`; `file_list` names a cache file, which `tools/train.py`
     puts in the work dir). A file is checked when it is read: one that cannot be decoded, PIL's decompression-bomb
     guard included, is replaced by the next readable file, counted across data-loader workers and named in the log.
-    Pixels follow `hiermae.images` for every mode and bit depth.
+    Pixels follow `hiermae.images` for every mode and bit depth; crops are decoded at the resolution they need.
     """
 
     def __init__(
@@ -113,8 +112,7 @@ class ImageFolder(Dataset):
         # shared with forked data-loader workers: a file found bad is flagged once, counted once, never read again
         self._bad = multiprocessing.Array("B", len(self.names))
         self._skipped_count = multiprocessing.Value("q", 0, lock=False)
-        steps = [v2.RandomResizedCrop(image_size, scale=scale, antialias=True)]
-        self.transform = v2.Compose(steps + ([v2.RandomHorizontalFlip()] if flip else []))
+        self.read = CropReader(image_size, tuple(scale), flip)
         print_log(
             f"ImageFolder {root}: {len(self.names)} images in {len(listing.classes)} classes, listed in "
             f"{listing.seconds:.1f} s ({listing.source}); files are checked when read, unreadable ones skipped and "
@@ -150,13 +148,11 @@ class ImageFolder(Dataset):
             if self._bad[position]:
                 continue
             try:
-                pixels = read_rgb(self.path(position))
+                inputs = self.read(self.path(position))
             except Exception as error:  # any per-file failure, of any kind, must not stop a run
                 self._skip(position, error)
                 continue
-            tensor = torch.from_numpy(pixels).permute(2, 0, 1)
-            sample = {"index": position, "label": int(self.labels[position])}
-            return {"inputs": self.transform(tensor).contiguous(), "data_samples": sample}
+            return {"inputs": inputs, "data_samples": {"index": position, "label": int(self.labels[position])}}
         raise RuntimeError(f"no image in {self.root} could be read ({len(self.names)} tried)")
 
 

@@ -25,18 +25,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 import webdataset
 from mmengine.dist import get_rank, get_world_size
 from mmengine.logging import print_log
 from mmengine.registry import DATASETS
-from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
-from torchvision.transforms import v2
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from hiermae.file_list import list_images
-from hiermae.images import to_rgb_array
+from hiermae.images import CropReader
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -145,8 +142,7 @@ class ImageShards(IterableDataset):
         self.metainfo = {"classes": classes}
         self.num_samples = sum(shard.count for shard in self.shards)
         self.shuffle_buffer, self.seed, self.repeat = shuffle_buffer, seed, repeat
-        steps = [v2.RandomResizedCrop(image_size, scale=scale, antialias=True)]
-        self.transform = v2.Compose(steps + ([v2.RandomHorizontalFlip()] if flip else []))
+        self.read = CropReader(image_size, tuple(scale), flip)
         self._skipped_count = multiprocessing.Value("q", 0)
         print_log(f"ImageShards {root}: {self.num_samples} images in {len(self.shards)} shards", "current")
 
@@ -200,14 +196,11 @@ class ImageShards(IterableDataset):
         try:
             if suffix is None:
                 raise ValueError(f"no image file in the sample (files: {sorted(k for k in raw if k[:2] != '__')})")
-            with Image.open(io.BytesIO(raw[suffix])) as image:
-                image.load()
-                pixels = to_rgb_array(image)
+            inputs = self.read(io.BytesIO(raw[suffix]))
             label = int(raw.get("cls", b"-1"))
         except Exception as error:  # any per-sample failure must not stop a run
             self._skip(f"undecodable sample {index} ({raw.get('__url__')})", error)
             return None
-        inputs = self.transform(torch.from_numpy(pixels).permute(2, 0, 1)).contiguous()
         return {"inputs": inputs, "data_samples": {"index": index, "label": label}}
 
     def _read_one(self, index: int) -> dict | None:

@@ -2,9 +2,11 @@
 
 import numpy as np
 import pytest
+import torch
 from PIL import ExifTags, Image
+from torchvision.transforms.v2 import functional as TF
 
-from hiermae.images import read_rgb
+from hiermae.images import CropReader, random_resized_box, read_rgb, read_rgb_crop
 
 RAMP = np.arange(16, dtype=np.int64).reshape(4, 4)  # 16 distinct values per image
 
@@ -184,3 +186,45 @@ def test_the_cases_cover_the_modes_pil_writes(tmp_path):
         with Image.open(next(folder.iterdir())) as image:
             modes.add(image.mode)
     assert {"1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I;16B", "I", "F", "CMYK", "YCbCr"} <= modes
+
+
+def test_random_resized_boxes_stay_inside_with_the_asked_area_and_shape():
+    torch.manual_seed(0)
+    for width, height in ((500, 375), (375, 500), (224, 224)):
+        for _ in range(200):
+            left, top, right, bottom = random_resized_box(width, height, (0.2, 1.0))
+            assert 0 <= left < right <= width and 0 <= top < bottom <= height
+            box_width, box_height = right - left, bottom - top
+            assert 0.2 * 0.97 <= box_width * box_height / (width * height) <= 1.0
+            assert 3 / 4 * 0.97 <= box_width / box_height <= 4 / 3 * 1.03
+    assert random_resized_box(1000, 10, (0.9, 1.0)) == (493, 0, 506, 10)  # no fit: centred, widest allowed ratio
+
+
+def smooth_photo(width: int, height: int) -> np.ndarray:
+    y, x = np.mgrid[0:height, 0:width] / 60.0
+    return (np.stack([np.sin(x), np.cos(y), np.sin(x + y)], axis=2) * 100 + 128).astype(np.uint8)
+
+
+def test_a_reduced_jpeg_decode_gives_the_full_decode_crop(tmp_path):
+    Image.fromarray(smooth_photo(2000, 1500)).save(tmp_path / "big.jpg", quality=95)
+    for seed in range(5):
+        torch.manual_seed(seed)
+        reduced = read_rgb_crop(tmp_path / "big.jpg", 224, (0.05, 0.3))  # boxes of 300-1000 px: 1/2 to 1/4 scale
+        torch.manual_seed(seed)
+        box = random_resized_box(2000, 1500, (0.05, 0.3))
+        left, top, right, bottom = box
+        full = torch.from_numpy(read_rgb(tmp_path / "big.jpg")).permute(2, 0, 1)
+        full = TF.resized_crop(full, top, left, bottom - top, right - left, [224, 224], antialias=True)
+        assert reduced.shape == (3, 224, 224) and (reduced.int() - full.int()).abs().float().mean() < 2.0
+
+
+def test_crops_are_taken_from_the_upright_image(tmp_path):
+    case_exif_rotated_jpeg(tmp_path)  # upright: 8 wide, 16 high, top half white
+    crop = read_rgb_crop(tmp_path / "a.jpg", 16, scale=(1.0, 1.0), ratio=(0.5, 0.5))  # the whole upright image
+    assert (crop[:, :7] > 200).all() and (crop[:, 9:] < 50).all()
+
+
+@pytest.mark.parametrize(("size", "scale"), [(0, (0.2, 1.0)), (32, (0.0, 1.0)), (32, (0.5, 0.2)), (32, (0.2, 1.5))])
+def test_bad_crop_settings_are_named(size, scale):
+    with pytest.raises(ValueError, match="image_size must be|scale must be"):
+        CropReader(size, scale)
