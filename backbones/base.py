@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 import torch
 from torch import nn
 
+from hiermae.input_checks import check_images, check_visible
 from hiermae.masks import check_divisible
 
 
@@ -44,14 +45,16 @@ class MaskedEncoder(nn.Module, ABC):
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def check_input(self, images: torch.Tensor, visible: torch.Tensor) -> None:
-        """Raise a ValueError naming the problem when images and visible map disagree with the mask unit."""
+        """Raise TypeError / ValueError naming the problem, the same in every family: images that are not a
+        non-empty float B×3×H×W batch in the weights' dtype, a size not divisible by the mask unit, or a visible
+        map that is not bool B×h×w (shapes and dtypes only; `forward` also refuses a sample with no visible unit)."""
+        check_images(images, self.weights_dtype())
         check_divisible(images.shape[-2:], self.mask_unit)
-        height, width = images.shape[-2] // self.mask_unit, images.shape[-1] // self.mask_unit
-        if visible.shape != (images.shape[0], height, width) or visible.dtype != torch.bool:
-            raise ValueError(
-                f"visible must be a bool tensor of shape {(images.shape[0], height, width)} "
-                f"(one cell per {self.mask_unit}-px unit), got {tuple(visible.shape)} {visible.dtype}"
-            )
+        check_visible(visible, images, self.mask_unit)
+
+    def weights_dtype(self) -> torch.dtype:
+        """The dtype of the backbone's weights, which its input must have outside autocast."""
+        return next(self.model.parameters()).dtype
 
 
 def zero_masked(features: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Read the encoder out of a pretraining checkpoint (or a plain timm state dict) and check it against timm.
 
 A pretraining checkpoint is an mmengine checkpoint of `MaskedPretrainer`: encoder weights live under
-`encoder.model.<timm name>` and `meta['cfg']` holds the config text that names the backbone and input size.
+`encoder.model.<timm name>`, and its stored model config (read as data, never run: `hiermae.literal_config`) names
+the backbone and input size. Files are read by `hiermae.safe_checkpoint`, so a checkpoint cannot run code.
 """
 
 import re
@@ -10,7 +11,10 @@ from pathlib import Path
 
 import timm
 import torch
-from mmengine.config import Config
+
+from hiermae.checkpoint_keys import CheckpointError, key_mismatches
+from hiermae.literal_config import model_config
+from hiermae.safe_checkpoint import load_checkpoint_file
 
 ENCODER_PREFIX = "encoder.model."
 HEAD_PREFIXES = ("head.", "fc.")
@@ -22,10 +26,6 @@ FAMILY_PATTERNS = {
 }
 DEFAULT_INPUT_SIZE = 224
 SIZE_DEPENDENT = ("relative_position_bias_table", "pos_embed")  # resized to the target by `resize.fit_to_target`
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used: unreadable, of another backbone, or not matching its target model."""
 
 
 @dataclass
@@ -62,27 +62,6 @@ def is_head_key(key: str) -> bool:
     return key.startswith(HEAD_PREFIXES)
 
 
-def load_file(path: str | Path) -> dict:
-    """torch.load a checkpoint the user named (pickled metadata trusted); unreadable files are a CheckpointError."""
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise
-    except Exception as error:  # noqa: BLE001 - any failure to unpickle means the file is corrupt
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(error).__name__}: {error}") from error
-    if not isinstance(content, dict):
-        raise CheckpointError(f"checkpoint {path} holds a {type(content).__name__}, not a dict of weights")
-    return content
-
-
-def config_of(checkpoint: dict) -> Config | None:
-    """The training config stored by mmengine in `meta['cfg']`, if any."""
-    text = (checkpoint.get("meta") or {}).get("cfg")
-    if not text:
-        return None
-    return text if isinstance(text, Config) else Config.fromstring(text, ".py")
-
-
 def split_encoder_weights(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Keep the encoder's timm weights of a pretrainer state dict (or all of a plain timm one), minus the head."""
     tensors = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
@@ -96,18 +75,17 @@ def split_encoder_weights(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str
 
 
 def read_encoder_weights(
-    path: str | Path, backbone: str | None = None, input_size: int | None = None
+    path: str | Path, backbone: str | None = None, input_size: int | None = None, *, trust: bool = False
 ) -> EncoderWeights:
     """Load a pretraining checkpoint or timm state dict and check it is a complete `backbone` encoder.
 
-    The backbone and input size come from the arguments, else from the checkpoint's config (or the `meta` of an
-    export); the weights must match `timm.create_model(backbone)` minus its head, key for key and shape,
-    else CheckpointError.
+    The backbone and input size come from the arguments, else from the checkpoint's model config (or the `meta`
+    of an export); the weights must match `timm.create_model(backbone)` minus its head, key for key and shape,
+    else CheckpointError. `trust` unpickles the file in full (`--trust-checkpoint`).
     """
-    checkpoint = load_file(path)
-    cfg = config_of(checkpoint)
-    model_cfg = cfg.get("model", {}) if cfg is not None else {}
-    meta = checkpoint.get("meta") or {}
+    checkpoint = load_checkpoint_file(path, trust=trust)
+    model_cfg = model_config(checkpoint, str(path)) or {}
+    meta = checkpoint.get("meta") if isinstance(checkpoint.get("meta"), dict) else {}
     backbone = backbone or model_cfg.get("backbone") or meta.get("backbone")
     if not backbone:
         raise CheckpointError(f"checkpoint {path} does not name its backbone (no meta cfg): pass --backbone NAME")
@@ -118,26 +96,6 @@ def read_encoder_weights(
     weights, dropped = split_encoder_weights(state_dict)
     check_against_timm(weights, backbone, input_size, source=str(path))
     return EncoderWeights(backbone=backbone, input_size=int(input_size), state_dict=weights, dropped=dropped)
-
-
-def key_mismatches(
-    expected: dict[str, torch.Tensor],
-    found: dict[str, torch.Tensor],
-    label: str = "",
-    shape_exempt: tuple[str, ...] = (),
-) -> tuple[list[str], list[str], list[str]]:
-    """Keys of `expected` missing from `found`, keys of `found` not expected, and "key: shape vs {label}shape" for
-    shared keys whose shapes differ (keys ending in one of `shape_exempt` may differ)."""
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    wrong_shape = [
-        f"{key}: {tuple(found[key].shape)} vs {label}{tuple(expected[key].shape)}"
-        for key in sorted(set(expected) & set(found))
-        if isinstance(found[key], torch.Tensor)
-        and found[key].shape != expected[key].shape
-        and not key.endswith(shape_exempt)
-    ]
-    return missing, unexpected, wrong_shape
 
 
 def check_against_timm(weights: dict[str, torch.Tensor], backbone: str, input_size: int, source: str) -> None:

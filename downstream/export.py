@@ -5,26 +5,35 @@
   size converted), or for the registered `TimmConvNeXt`, so configs load them with
   `init_cfg=dict(type='Pretrained', checkpoint=FILE)`. The written file is then loaded a second time through the
   target's own `init_weights`, which must reproduce every exported tensor.
-Files are `{'state_dict': ..., 'meta': {backbone, format, input_size, target}}` (plain types: weights_only loads).
+Files are `{'state_dict': ..., 'meta': {backbone, format, input_size, target}}` (plain types: weights_only loads);
+a timm export to `*.safetensors` holds the same tensors with the meta as string metadata (timm reads it natively).
+
+An export never loses data: it is written to a temporary file beside `out`, checked there, and renamed over
+`out` only when everything passed. `out` may not be the input, a directory or a read-only file, and every I/O error
+names the path. mmdet's / mmseg's init logs (a few hundred lines per model) go to debug level.
 """
 
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from mmengine.config import Config, ConfigDict
+from mmengine.logging import MMLogger
 from mmengine.registry import Registry
+from safetensors import SafetensorError
+from safetensors.torch import save_file as save_safetensors
 
+from hiermae.atomic_files import replace_atomically
+from hiermae.checkpoint_keys import CheckpointError, compact
 from hiermae.dependencies import require_mmdet, require_mmseg
-from hiermae.downstream.checkpoints import (
-    CheckpointError,
-    EncoderWeights,
-    backbone_family,
-    create_timm_model,
-    read_encoder_weights,
-)
+from hiermae.downstream.checkpoints import EncoderWeights, backbone_family, create_timm_model, read_encoder_weights
 from hiermae.downstream.key_maps import resnet_to_mm, swin_mm_arch, swin_to_mm
-from hiermae.downstream.key_report import KeyReport, compact, strict_load
+from hiermae.downstream.key_report import KeyReport, strict_load
 from hiermae.downstream.resize import fit_to_target
 
 FORMATS = ("timm", "mmdet", "mmseg")
@@ -36,6 +45,15 @@ INITIALISED_BY_TARGET = {"SwinTransformer": (r"relative_position_index$", r"^nor
 FILE_PREFIX = {"SwinTransformer": "backbone."}
 # TimmConvNeXt loads timm-named files into its `model`
 WEIGHTS_HOLDER = {"TimmConvNeXt": "model"}
+SAFETENSORS = ".safetensors"
+
+
+class OutputPathError(ValueError):
+    """`out` names a file an export must not write: the input itself, a directory, or a read-only file."""
+
+
+class ExportWriteError(OSError):
+    """Writing the export failed (full disk, no permission, ...); the message names `out`, which is unchanged."""
 
 
 @dataclass
@@ -108,9 +126,65 @@ def to_mm_names(weights: EncoderWeights, cfg: dict) -> dict[str, torch.Tensor]:
     return dict(weights.state_dict)
 
 
-def save(path: Path, state_dict: dict[str, torch.Tensor], meta: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": {k: v.contiguous() for k, v in state_dict.items()}, "meta": meta}, path)
+def check_output_path(checkpoint: Path, out: Path, fmt: str) -> None:
+    """Refuse an `out` whose writing would destroy data or could not be loaded by the target."""
+    if out.is_dir():
+        raise OutputPathError(f"--out {out} is a directory; name a file in it (e.g. {out / f'encoder_{fmt}.pth'})")
+    if out.exists() and checkpoint.exists() and os.path.samefile(out, checkpoint):
+        raise OutputPathError(f"--out {out} is the checkpoint being exported; writing it would destroy the input")
+    if out.exists() and not out.stat().st_mode & 0o222:
+        raise OutputPathError(f"--out {out} is read-only; remove it or choose another file")
+    if out.suffix == SAFETENSORS and fmt != "timm":
+        raise OutputPathError(f"--out {out}: {fmt} loads .pth files; .safetensors is written for --format timm")
+
+
+def save(staged: Path, out: Path, state_dict: dict[str, torch.Tensor], meta: dict) -> None:
+    """Write an export to `staged` (renamed to `out` later): a torch file, or safetensors when `out` asks for it."""
+    tensors = {k: v.contiguous() for k, v in state_dict.items()}
+    try:
+        if out.suffix == SAFETENSORS:
+            metadata = {"format": "pt", **{k: json.dumps(v) for k, v in meta.items() if k != "format"}}
+            save_safetensors(tensors, str(staged), metadata={**metadata, "export_format": json.dumps(meta["format"])})
+        else:
+            torch.save({"state_dict": tensors, "meta": meta}, staged)
+    except (OSError, RuntimeError, SafetensorError) as error:  # torch: a full disk is a zip-writer RuntimeError
+        raise ExportWriteError(f"cannot write the export to {out}: {error}") from error
+
+
+@contextmanager
+def staged_output(out: Path) -> Iterator[Path]:
+    """`replace_atomically(out)`, with any I/O error restated with `out`'s name."""
+    try:
+        with replace_atomically(out) as staged:
+            yield staged
+    except ExportWriteError:
+        raise
+    except OSError as error:
+        raise ExportWriteError(f"cannot write the export to {out}: {error}") from error
+
+
+class DebugLevel(logging.Filter):
+    """Pass a record on at DEBUG level, and only when its logger shows DEBUG."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__()
+        self.logger = logger
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return self.logger.isEnabledFor(logging.DEBUG)
+
+
+@contextmanager
+def init_logs_at_debug() -> Iterator[None]:
+    """Demote what mmengine logs while mmdet/mmseg models are built and initialised to DEBUG."""
+    logger = MMLogger.get_current_instance()
+    demote = DebugLevel(logger)
+    logger.addFilter(demote)
+    try:
+        yield
+    finally:
+        logger.removeFilter(demote)
 
 
 def export_timm(weights: EncoderWeights, out: Path, input_size: int) -> ExportResult:
@@ -121,7 +195,8 @@ def export_timm(weights: EncoderWeights, out: Path, input_size: int) -> ExportRe
     notes.append(
         f"head keys (not exported; timm.create_model(num_classes=...) adds them): {compact(report.initialised)}"
     )
-    save(out, state_dict, {"backbone": weights.backbone, "format": "timm", "input_size": input_size})
+    with staged_output(out) as staged:
+        save(staged, out, state_dict, {"backbone": weights.backbone, "format": "timm", "input_size": input_size})
     return ExportResult(out, "timm", weights.backbone, report, notes)
 
 
@@ -129,7 +204,8 @@ def export_mm(weights: EncoderWeights, out: Path, fmt: str, backbone_cfg: dict) 
     """Write weights for an mmdet/mmseg backbone, strict-load them, then check its own init_weights reads them."""
     models = registry_for(fmt)
     backbone_cfg = {**backbone_cfg, "_scope_": fmt}  # build in fmt's scope whatever scope is current
-    target = models.build(backbone_cfg)
+    with init_logs_at_debug():
+        target = models.build(backbone_cfg)
     kind = backbone_cfg["type"].split(".")[-1]
     renamed = to_mm_names(weights, backbone_cfg)
     holder = getattr(target, WEIGHTS_HOLDER[kind]) if kind in WEIGHTS_HOLDER else target
@@ -137,8 +213,9 @@ def export_mm(weights: EncoderWeights, out: Path, fmt: str, backbone_cfg: dict) 
     report = strict_load(holder, state_dict, f"{fmt} {kind}", INITIALISED_BY_TARGET.get(kind, ()))
     prefix = FILE_PREFIX.get(kind, "")
     meta = {"backbone": weights.backbone, "format": fmt, "input_size": weights.input_size, "target": kind}
-    save(out, {prefix + k: v for k, v in state_dict.items()}, meta)
-    check_native_loading(models, backbone_cfg, out, state_dict)
+    with staged_output(out) as staged, init_logs_at_debug():
+        save(staged, out, {prefix + k: v for k, v in state_dict.items()}, meta)
+        check_native_loading(models, backbone_cfg, staged, state_dict)
     notes.append(f"checked: {fmt} {kind}(init_cfg=dict(type='Pretrained', checkpoint='{out}')) loads every tensor")
     return ExportResult(out, fmt, weights.backbone, report, notes)
 
@@ -165,15 +242,20 @@ def export_checkpoint(
     backbone: str | None = None,
     input_size: int | None = None,
     target_config: str | Path | None = None,
+    trust: bool = False,
 ) -> ExportResult:
     """Export `checkpoint`'s encoder in `fmt`; raises CheckpointError on any mismatch, never loads partially.
 
     `input_size` sets the timm target's image size (default: the pretraining size); `target_config` is an
-    mmdet/mmseg config whose `model.backbone` is the target (default: the standard one for the backbone).
+    mmdet/mmseg config whose `model.backbone` is the target (default: the standard one for the backbone);
+    `trust` unpickles the checkpoint in full. `out` is replaced only by a complete, checked export
+    (`OutputPathError` for an `out` that must not be written, `ExportWriteError` naming `out` when writing
+    fails).
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
-    weights = read_encoder_weights(checkpoint, backbone)
+    check_output_path(Path(checkpoint), Path(out), fmt)
+    weights = read_encoder_weights(checkpoint, backbone, trust=trust)
     notes = [f"source {checkpoint}: {weights.backbone} at {weights.input_size} px, {len(weights.state_dict)} tensors"]
     if weights.dropped:
         notes.append(

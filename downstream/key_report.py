@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from hiermae.downstream.checkpoints import CheckpointError, key_mismatches
+from hiermae.checkpoint_keys import CheckpointError, compact, key_mismatches
 
 
 @dataclass
@@ -49,12 +49,6 @@ class KeyReport:
     def raise_unless_ok(self) -> None:
         if not self.ok:
             raise CheckpointError("\n".join(self.lines()))
-
-
-def compact(keys: list[str], limit: int = 8) -> str:
-    """A short comma-separated listing of keys."""
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
 def strict_load(

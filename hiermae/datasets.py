@@ -86,6 +86,8 @@ class ImageFolder(Dataset):
     puts in the work dir). A file is checked when it is read: one that cannot be decoded, PIL's decompression-bomb
     guard included, is replaced by the next readable file, counted across data-loader workers and named in the log.
     Pixels follow `hiermae.images` for every mode and bit depth; crops are decoded at the resolution they need.
+    `crop='random'` (training) draws random-resized crops of `scale`; `'centre'` takes the centred square
+    (evaluation: the short side resized to `image_size`, then centre-cropped).
     """
 
     def __init__(
@@ -95,7 +97,9 @@ class ImageFolder(Dataset):
         scale: tuple[float, float] = (0.2, 1.0),
         flip: bool = True,
         file_list: str | None = None,
+        crop: str = "random",
     ) -> None:
+        self.read = CropReader(image_size, tuple(scale), flip, crop)
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
@@ -112,7 +116,6 @@ class ImageFolder(Dataset):
         # shared with forked data-loader workers: a file found bad is flagged once, counted once, never read again
         self._bad = multiprocessing.Array("B", len(self.names))
         self._skipped_count = multiprocessing.Value("q", 0, lock=False)
-        self.read = CropReader(image_size, tuple(scale), flip)
         print_log(
             f"ImageFolder {root}: {len(self.names)} images in {len(listing.classes)} classes, listed in "
             f"{listing.seconds:.1f} s ({listing.source}); files are checked when read, unreadable ones skipped and "

@@ -1,14 +1,18 @@
-"""mmengine hooks: reconstruction PNGs during training, and a closing summary of the run."""
+"""mmengine hooks: portable checkpoints, reconstruction PNGs during training, and a closing summary of the run."""
 
+import logging
 from pathlib import Path
 
 import torch
 from mmengine.dataset import pseudo_collate
-from mmengine.hooks import Hook
+from mmengine.dist import is_main_process
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
+from hiermae.literal_config import MODEL_CONFIG_KEY, plain_data
+from hiermae.resume import read_pointer, write_pointer
 from hiermae.visualization import save_reconstruction_grid
 
 
@@ -17,9 +21,9 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def last_checkpoint(runner) -> str | None:  # noqa: ANN001
-    """The path mmengine's CheckpointHook recorded as the latest save, if any."""
-    pointer = Path(runner.work_dir) / "last_checkpoint"
-    return pointer.read_text().strip() if pointer.exists() else None
+    """The path of the latest save `last_checkpoint` records, if any."""
+    path = read_pointer(runner.work_dir)
+    return None if path is None else str(path)
 
 
 def to_unit_range(images: torch.Tensor, preprocessor: torch.nn.Module) -> torch.Tensor:
@@ -27,6 +31,28 @@ def to_unit_range(images: torch.Tensor, preprocessor: torch.nn.Module) -> torch.
     if getattr(preprocessor, "_enable_normalize", False):
         images = images * preprocessor.std + preprocessor.mean
     return images / 255.0
+
+
+@HOOKS.register_module()
+class PortableCheckpointHook(CheckpointHook):
+    """mmengine's `CheckpointHook`, writing checkpoints that another machine or folder can use safely.
+
+    - `meta['model_cfg']` holds the run's model config as plain data, so readers never execute config text.
+    - `last_checkpoint` names the latest save relative to the work dir and is replaced by rename, so a copied
+      work dir resumes from its own files and a kill never leaves the pointer empty.
+    """
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:  # noqa: ANN001
+        try:
+            checkpoint.setdefault("meta", {})[MODEL_CONFIG_KEY] = plain_data(runner.cfg.get("model") or {})
+        except TypeError as error:  # a config holding objects: readers fall back to the config text
+            print_log(f"model config not stored as data: {error}", "current", logging.WARNING)
+
+    def _save_checkpoint_with_step(self, runner, step: int, meta: dict) -> None:  # noqa: ANN001
+        """mmengine 0.10.7 saves and then writes the absolute pointer here; rewrite it relative, atomically."""
+        super()._save_checkpoint_with_step(runner, step, meta)
+        if is_main_process() and self.last_ckpt is not None:
+            write_pointer(runner.work_dir, self.last_ckpt)
 
 
 @HOOKS.register_module()

@@ -9,13 +9,14 @@
   fully transparent pixel is black whatever colour it stores.
 - Everything else (1-bit, L, P, RGB, RGBX, CMYK, YCbCr, LAB, ...) converts with PIL's own colour conversion.
 
-Training reads a random crop (`read_rgb_crop`): the box is drawn from the image's header size first, a JPEG is
+Datasets read a crop (`read_rgb_crop`): the box is drawn from the image's header size first, a JPEG is
 then decoded at the smallest DCT scale (1, 1/2, 1/4, 1/8) that keeps the box at least the output size on each
 side (`Image.draft`), and only the box is resized (torchvision's antialiased bilinear resize, ~3× faster than
 PIL's here): a 12-megapixel photo costs a fraction of a full decode.
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -103,17 +104,24 @@ def random_resized_box(
     return left, top, left + box_width, top + box_height
 
 
+def centre_box(width: int, height: int) -> tuple[int, int, int, int]:
+    """The largest centred square: resizing it to S×S is resizing the short side to S, then centre-cropping S×S."""
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return left, top, left + side, top + side
+
+
 def read_rgb_crop(
-    source: str | Path | BinaryIO, size: int, scale: tuple[float, float], ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    source: str | Path | BinaryIO, size: int, draw_box: Callable[[int, int], tuple[int, int, int, int]]
 ) -> torch.Tensor:
-    """A random crop of the upright image (`random_resized_box`), resized to a 3×size×size uint8 tensor (bilinear,
-    antialiased); pixels follow the module's rules. JPEGs decode only at the resolution the box needs. PIL's
-    errors (decompression-bomb guard included) propagate to the caller."""
+    """The box `draw_box(width, height)` picks in the upright image, resized to a 3×size×size uint8 tensor
+    (bilinear, antialiased); pixels follow the module's rules. JPEGs decode only at the resolution the box needs.
+    PIL's errors (decompression-bomb guard included) propagate to the caller."""
     with Image.open(source) as image:
         stored = image.size
         transposed = image.getexif().get(ExifTags.Base.Orientation, 1) in TRANSPOSING_ORIENTATIONS
         upright = stored[::-1] if transposed else stored
-        box = random_resized_box(*upright, scale, ratio)
+        box = draw_box(*upright)
         needed = max(size / (box[2] - box[0]), size / (box[3] - box[1]))  # fraction of full resolution
         if image.format == "JPEG" and needed < 1:
             image.draft(None, (math.ceil(stored[0] * needed), math.ceil(stored[1] * needed)))
@@ -128,12 +136,14 @@ def read_rgb_crop(
 
 @dataclass(frozen=True)
 class CropReader:
-    """Training's read of one image: a random crop (`read_rgb_crop`), flipped left-right half the time when `flip`,
-    as a 3×size×size uint8 tensor."""
+    """How a dataset reads one image, as a 3×size×size uint8 tensor: `crop='random'` draws a random-resized crop
+    (`random_resized_box` with `scale`) for training; `'centre'` takes the centred square, as evaluation
+    does. With `flip`, the result is mirrored left-right half the time."""
 
     size: int
     scale: tuple[float, float] = (0.2, 1.0)
     flip: bool = True
+    crop: str = "random"
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or self.size < 1:
@@ -141,9 +151,16 @@ class CropReader:
         low, high = self.scale
         if not 0 < low <= high <= 1:
             raise ValueError(f"scale must be (low, high) with 0 < low <= high <= 1, got {tuple(self.scale)}")
+        if self.crop not in ("random", "centre"):
+            raise ValueError(f"crop must be 'random' or 'centre', got {self.crop!r}")
+
+    def box(self, width: int, height: int) -> tuple[int, int, int, int]:
+        if self.crop == "centre":
+            return centre_box(width, height)
+        return random_resized_box(width, height, tuple(self.scale))
 
     def __call__(self, source: str | Path | BinaryIO) -> torch.Tensor:
-        tensor = read_rgb_crop(source, self.size, tuple(self.scale))
+        tensor = read_rgb_crop(source, self.size, self.box)
         if self.flip and torch.rand(()) < 0.5:
             tensor = tensor.flip(-1)
         return tensor.contiguous()

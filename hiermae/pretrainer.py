@@ -10,6 +10,7 @@ from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
 from hiermae.encoders import build_encoder
+from hiermae.input_checks import check_input_size, check_mask_leaves_both
 from hiermae.masks import MaskPyramid, check_divisible
 from hiermae.registry import DECODERS, LOSSES, MASK_GENERATORS, TARGETS, build_part
 from hiermae.seeding import batch_seeds
@@ -45,6 +46,7 @@ class MaskedPretrainer(BaseModel):
         self.input_size = input_size
         self.mask_seed = mask_seed
         self.mask_generator = build_part(MASK_GENERATORS, mask or "random")
+        check_mask_leaves_both(self.mask_generator, input_size, self.unit)
         self.target = build_part(TARGETS, target or "norm_pixels")
         self.loss_fn = build_part(LOSSES, loss or "mse")
         default_decoder = "transformer" if len(self.encoder.out_strides) == 1 else "unet"
@@ -100,6 +102,7 @@ class MaskedPretrainer(BaseModel):
         visible: torch.Tensor | None = None,
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """mode 'loss': {'loss'} for the runner; 'tensor': {'loss', 'pred', 'visible'}; 'predict': per sample."""
+        check_input_size(inputs, self.input_size, self.unit, self.encoder.weights_dtype())
         if visible is None:
             visible = self.draw_mask(inputs, self.sample_seeds(data_samples))
         result = self.reconstruct(inputs, visible)

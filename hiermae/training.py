@@ -12,6 +12,7 @@ from mmengine.registry import MODEL_WRAPPERS
 
 from hiermae.config_check import check_config_keys, check_option_keys
 from hiermae.datasets import place_file_list_caches
+from hiermae.resume import checkpoint_to_resume
 from hiermae.sparse.norm import AllReduceBatchNorm2d
 
 
@@ -79,7 +80,8 @@ def build_config(
     cfg_options: dict[str, Any] | None = None,
     launcher: str = "none",
 ) -> Config:
-    """Load `config` and apply the command-line choices; `resume='auto'` resumes from the work dir's last save.
+    """Load `config` and apply the command-line choices; `resume='auto'` resumes from the work dir's newest intact
+    checkpoint (`NothingToResumeError` when there is none).
 
     Unknown keys, in the options or in the config's constructor dicts, raise `UnknownConfigKeyError`.
     """
@@ -99,7 +101,7 @@ def build_config(
     if amp:
         enable_amp(cfg)
     if resume == "auto":
-        cfg.resume, cfg.load_from = True, None
+        cfg.resume, cfg.load_from = True, str(checkpoint_to_resume(cfg.work_dir))
     elif resume:
         cfg.resume, cfg.load_from = True, resume
     return cfg

@@ -1,27 +1,62 @@
-"""The two library-level checkpoint fixes: torch ≥ 2.6 loading, and atomic writes that survive SIGKILL."""
+"""The library-level checkpoint fixes: mmengine's own checkpoints load as data (torch >= 2.6), and atomic writes
+that survive SIGKILL."""
 
 import signal
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
-from mmengine.logging import HistoryBuffer
+from mmengine.logging import HistoryBuffer, MessageHub
 from mmengine.runner.checkpoint import _load_checkpoint
 
-from hiermae.checkpoint import trust_local_checkpoints
+from hiermae.checkpoint import use_safe_checkpoint_loader
+from hiermae.safe_checkpoint import UnsafeCheckpointError, load_checkpoint_file
 
 
-def test_mmengine_checkpoints_load_with_torch_weights_only_default(tmp_path):
-    """mmengine's own checkpoints pickle a HistoryBuffer, which torch ≥ 2.6's default load refuses."""
-    path = tmp_path / "ckpt.pth"
-    torch.save({"state_dict": {}, "message_hub": {"log_scalars": {"loss": HistoryBuffer([1.0], [1])}}}, path)
+def runner_checkpoint(path):  # noqa: ANN001, ANN201
+    """What an mmengine runner saves besides weights: its message hub (logged scalars in HistoryBuffers holding
+    numpy arrays and their statistics methods, a numpy float ETA) and schedulers as plain dicts."""
+    hub = MessageHub("checkpoint-test")
+    for value in (1.5, 0.5):
+        hub.update_scalar("train/loss", value)
+    hub.update_info("eta", np.float64(12.5))
+    hub.update_info("iter", 3)
+    torch.save(
+        {"meta": {"iter": 3}, "state_dict": {"w": torch.ones(2)}, "message_hub": hub.state_dict(),
+         "param_schedulers": [{"last_step": 3, "base_values": [0.1]}]},
+        path,
+    )  # fmt: skip
+    return path
+
+
+def test_mmengine_checkpoints_load_as_data_through_mmengine(tmp_path):
+    """torch >= 2.6's default load refuses the HistoryBuffer; hiermae's loader reads it with weights_only=True."""
+    path = runner_checkpoint(tmp_path / "ckpt.pth")
     with pytest.raises(Exception, match="Weights only load failed"):
         torch.load(path)
-    trust_local_checkpoints()
+    use_safe_checkpoint_loader()
     loaded = _load_checkpoint(str(path), map_location="cpu")
-    assert isinstance(loaded["message_hub"]["log_scalars"]["loss"], HistoryBuffer)
+    history = loaded["message_hub"]["log_scalars"]["train/loss"]
+    assert isinstance(history, HistoryBuffer) and history.mean() == 1.0 and history.current() == 0.5
+    assert loaded["message_hub"]["runtime_info"]["eta"] == 12.5
+
+
+def test_the_allowlist_is_no_wider_than_the_runner_needs(tmp_path):
+    """numpy object arrays and any other getattr than HistoryBuffer's statistics stay refused."""
+    torch.save({"w": np.array([1, 2], dtype=object)}, tmp_path / "objects.pth")
+    with pytest.raises(UnsafeCheckpointError, match="objects.pth is refused"):
+        load_checkpoint_file(tmp_path / "objects.pth")
+
+    class Getter:
+        def __reduce__(self):  # noqa: ANN204
+            return getattr, (HistoryBuffer, "update")
+
+    torch.save({"w": Getter()}, tmp_path / "getattr.pth")
+    with pytest.raises(UnsafeCheckpointError, match=r"getattr\(.*HistoryBuffer.*'update'\) is not allowed"):
+        load_checkpoint_file(tmp_path / "getattr.pth")
 
 
 WRITER = textwrap.dedent(

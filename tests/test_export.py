@@ -1,31 +1,26 @@
-"""Export round trips for every family and format, with strict key reports, equal features and named errors."""
+"""Export round trips for every family and format, with strict key reports, equal features and named errors;
+exports that cannot destroy data (the input, a directory, a read-only file, a full disk); safetensors; quiet."""
 
 import importlib.util
+import os
+import resource
+import signal
 from pathlib import Path
 
 import pytest
 import timm
 import torch
 import torch.nn.functional as F
-from mmengine.config import Config, ConfigDict
+from mmengine.config import ConfigDict
 
-from hiermae.downstream.checkpoints import CheckpointError, create_timm_model
-from hiermae.downstream.export import export_checkpoint, registry_for
+from hiermae.checkpoint_keys import CheckpointError
+from hiermae.downstream.checkpoints import create_timm_model, read_encoder_weights
+from hiermae.downstream.export import ExportWriteError, OutputPathError, export_checkpoint, registry_for
+
+from checkpoint_files import write_pretraining_checkpoint
 
 REPO = Path(__file__).parents[1]
 SWIN = "swin_tiny_patch4_window7_224"
-
-
-def write_pretraining_checkpoint(path: Path, backbone: str, input_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    """An mmengine-style MaskedPretrainer checkpoint: encoder under `encoder.model.`, a decoder, the config text."""
-    torch.manual_seed(seed)
-    weights = create_timm_model(backbone, input_size, num_classes=0).state_dict()
-    state_dict = {"encoder.model." + k: v for k, v in weights.items()}
-    state_dict["decoder.head.weight"] = torch.zeros(3, 8)
-    state_dict["encoder.mask_token"] = torch.zeros(1, 1, 8)
-    cfg = Config(dict(model=dict(type="MaskedPretrainer", backbone=backbone, input_size=input_size)))
-    torch.save({"state_dict": state_dict, "meta": {"cfg": cfg.pretty_text, "epoch": 0}}, path)
-    return weights
 
 
 def exported(path: Path) -> dict[str, torch.Tensor]:
@@ -164,14 +159,21 @@ def test_corrupted_checkpoint_is_a_named_error(tmp_path: Path) -> None:
         export_checkpoint(tmp_path / "list.pth", "timm", tmp_path / "out.pth")
 
 
-def test_export_cli_prints_report_and_exits_2_on_mismatch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def export_tool():  # noqa: ANN201 - the tools/export.py module
     spec = importlib.util.spec_from_file_location("export_tool", REPO / "tools" / "export.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_export_cli_prints_report_and_exits_2_on_mismatch(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    module = export_tool()
     write_pretraining_checkpoint(tmp_path / "pretrain.pth", "resnet18", 64)
     module.main([str(tmp_path / "pretrain.pth"), "--format", "mmseg", "--out", str(tmp_path / "seg.pth")])
-    out = capsys.readouterr().out
+    out, err = capfd.readouterr()
     assert "strict load into mmseg ResNet" in out and "0 missing, 0 unexpected" in out
+    # quiet: the key report only; mmengine's per-parameter init log (~250 lines) is at debug level
+    assert "PretrainedInit" not in out + err and len((out + err).splitlines()) <= 8, out + err
     with pytest.raises(SystemExit) as exit_info:
         module.main(
             [
@@ -184,4 +186,69 @@ def test_export_cli_prints_report_and_exits_2_on_mismatch(tmp_path: Path, capsys
                 "convnext_atto",
             ]
         )
-    assert exit_info.value.code == 2 and "not a convnext_atto encoder" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "not a convnext_atto encoder" in capfd.readouterr().err
+
+
+def test_out_equal_to_the_input_is_refused_and_the_input_kept(tmp_path: Path) -> None:
+    write_pretraining_checkpoint(tmp_path / "pretrain.pth", "resnet18", 64)
+    before = (tmp_path / "pretrain.pth").read_bytes()
+    (tmp_path / "link.pth").symlink_to(tmp_path / "pretrain.pth")
+    for out in (tmp_path / "pretrain.pth", tmp_path / "link.pth", tmp_path / "sub" / ".." / "pretrain.pth"):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        with pytest.raises(OutputPathError, match=f"--out {out} is the checkpoint being exported"):
+            export_checkpoint(tmp_path / "pretrain.pth", "timm", out)
+    assert (tmp_path / "pretrain.pth").read_bytes() == before
+
+
+def test_out_that_is_a_directory_or_read_only_or_the_wrong_kind_is_refused(tmp_path: Path) -> None:
+    write_pretraining_checkpoint(tmp_path / "pretrain.pth", "resnet18", 64)
+    with pytest.raises(OutputPathError, match=f"--out {tmp_path} is a directory"):
+        export_checkpoint(tmp_path / "pretrain.pth", "timm", tmp_path)
+    locked = tmp_path / "locked.pth"
+    locked.write_bytes(b"an earlier export")
+    locked.chmod(0o444)
+    with pytest.raises(OutputPathError, match=f"--out {locked} is read-only"):
+        export_checkpoint(tmp_path / "pretrain.pth", "timm", locked)
+    assert locked.read_bytes() == b"an earlier export"
+    with pytest.raises(OutputPathError, match="mmdet loads .pth files"):
+        export_checkpoint(tmp_path / "pretrain.pth", "mmdet", tmp_path / "det.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["locked.pth", "pretrain.pth"]
+
+
+@pytest.fixture
+def file_size_limit():  # noqa: ANN201 - a context: writes past `limit` bytes fail with EFBIG, as on a full disk
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process
+
+    def limit(size: int) -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+
+    yield limit
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    signal.signal(signal.SIGXFSZ, handler)
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_a_full_disk_keeps_the_previous_export(tmp_path: Path, file_size_limit, suffix: str) -> None:
+    write_pretraining_checkpoint(tmp_path / "pretrain.pth", "resnet18", 64)
+    out = tmp_path / f"timm{suffix}"
+    export_checkpoint(tmp_path / "pretrain.pth", "timm", out)
+    before = out.read_bytes()
+    write_pretraining_checkpoint(tmp_path / "other.pth", "resnet18", 64, seed=1)
+    file_size_limit(1_000_000)  # the resnet18 export is ~45 MB
+    with pytest.raises(ExportWriteError, match=f"cannot write the export to {out}"):
+        export_checkpoint(tmp_path / "other.pth", "timm", out)
+    assert out.read_bytes() == before
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".partial")]
+
+
+def test_safetensors_export_loads_natively_in_timm_and_reads_back(tmp_path: Path) -> None:
+    weights = write_pretraining_checkpoint(tmp_path / "pretrain.pth", "resnet18", 64)
+    result = export_checkpoint(tmp_path / "pretrain.pth", "timm", tmp_path / "r18.safetensors")
+    assert result.report.ok
+    overlay = dict(file=str(tmp_path / "r18.safetensors"))
+    model = timm.create_model("resnet18", pretrained=True, num_classes=0, pretrained_cfg_overlay=overlay)
+    assert all(torch.equal(value, weights[key]) for key, value in model.state_dict().items())
+    again = read_encoder_weights(tmp_path / "r18.safetensors")  # the metadata names backbone and size
+    assert (again.backbone, again.input_size) == ("resnet18", 64)
+    assert again.state_dict.keys() == model.state_dict().keys()

@@ -1,5 +1,7 @@
 """Every mode and bit depth PIL opens arrives as the right 8-bit RGB pixels (rules in hiermae/images.py)."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -209,7 +211,8 @@ def test_a_reduced_jpeg_decode_gives_the_full_decode_crop(tmp_path):
     Image.fromarray(smooth_photo(2000, 1500)).save(tmp_path / "big.jpg", quality=95)
     for seed in range(5):
         torch.manual_seed(seed)
-        reduced = read_rgb_crop(tmp_path / "big.jpg", 224, (0.05, 0.3))  # boxes of 300-1000 px: 1/2 to 1/4 scale
+        draw = functools.partial(random_resized_box, scale=(0.05, 0.3))  # 300-1000 px boxes: 1/2 to 1/4 scale
+        reduced = read_rgb_crop(tmp_path / "big.jpg", 224, draw)
         torch.manual_seed(seed)
         box = random_resized_box(2000, 1500, (0.05, 0.3))
         left, top, right, bottom = box
@@ -220,11 +223,24 @@ def test_a_reduced_jpeg_decode_gives_the_full_decode_crop(tmp_path):
 
 def test_crops_are_taken_from_the_upright_image(tmp_path):
     case_exif_rotated_jpeg(tmp_path)  # upright: 8 wide, 16 high, top half white
-    crop = read_rgb_crop(tmp_path / "a.jpg", 16, scale=(1.0, 1.0), ratio=(0.5, 0.5))  # the whole upright image
-    assert (crop[:, :7] > 200).all() and (crop[:, 9:] < 50).all()
+    whole = read_rgb_crop(tmp_path / "a.jpg", 16, lambda width, height: (0, 0, width, height))
+    assert (whole[:, :7] > 200).all() and (whole[:, 9:] < 50).all()
+    centre = CropReader(8, flip=False, crop="centre")(tmp_path / "a.jpg")  # the middle 8×8 of the upright 8×16
+    assert (centre[:, :3] > 200).all() and (centre[:, 5:] < 50).all()
 
 
-@pytest.mark.parametrize(("size", "scale"), [(0, (0.2, 1.0)), (32, (0.0, 1.0)), (32, (0.5, 0.2)), (32, (0.2, 1.5))])
-def test_bad_crop_settings_are_named(size, scale):
-    with pytest.raises(ValueError, match="image_size must be|scale must be"):
-        CropReader(size, scale)
+def test_the_centre_crop_is_the_short_side_resize_and_centre_crop(tmp_path):
+    Image.fromarray(smooth_photo(600, 400)).save(tmp_path / "a.png")
+    reference = TF.center_crop(TF.resize(torch.from_numpy(smooth_photo(600, 400)).permute(2, 0, 1), 100), 100)
+    centre = CropReader(100, flip=False, crop="centre")(tmp_path / "a.png")
+    assert (centre.int() - reference.int()).abs().max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("size", "scale", "crop"),
+    [(0, (0.2, 1.0), "random"), (32, (0.0, 1.0), "random"), (32, (0.5, 0.2), "random"), (32, (0.2, 1.5), "random"),
+     (32, (0.2, 1.0), "center")],
+)  # fmt: skip
+def test_bad_crop_settings_are_named(size, scale, crop):
+    with pytest.raises(ValueError, match="image_size must be|scale must be|crop must be"):
+        CropReader(size, scale, crop=crop)

@@ -53,7 +53,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
     assert poisoned.returncode != 0 and "non-finite loss" in log and "at iteration" in log
     pointer = tmp_path / "last_checkpoint"
     if pointer.exists():
-        checkpoint = torch.load(pointer.read_text().strip(), weights_only=False)
+        checkpoint = torch.load(tmp_path / pointer.read_text().strip(), weights_only=False)  # relative to the work dir
         assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
 
 

@@ -10,8 +10,11 @@ named by --backbone is evaluated from random initialisation (the baseline pretra
 """
 
 import argparse
+import sys
 from pathlib import Path
 
+from hiermae.checkpoint_keys import CheckpointError
+from hiermae.cli_options import image_size, positive_int, random_seed
 from hiermae.compare.runs import write_json
 from hiermae.downstream.classification import evaluate
 
@@ -20,18 +23,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", nargs="?", help="pretraining checkpoint or timm export; omit for random init")
     parser.add_argument("--backbone", help="timm name (required for random init, else read from the checkpoint)")
-    parser.add_argument("--input-size", type=int, help="image side (default: the checkpoint's, or 64)")
+    parser.add_argument("--input-size", type=image_size, help="image side (default: the checkpoint's, or 64)")
     parser.add_argument(
         "--protocol", nargs="+", choices=["knn", "linear", "finetune"], default=["knn", "linear"],
         help="evaluations to run",
     )  # fmt: skip
-    parser.add_argument("--train-limit", type=int, help="use only the first N training images")
-    parser.add_argument("--test-limit", type=int, help="use only the first N test images")
-    parser.add_argument("--linear-epochs", type=int, default=30, help="linear probe epochs (on cached features)")
-    parser.add_argument("--finetune-epochs", type=int, default=2, help="fine-tuning epochs")
-    parser.add_argument("--batch-size", type=int, default=128, help="fine-tuning batch size")
+    parser.add_argument("--train-limit", type=positive_int, help="use only the first N training images")
+    parser.add_argument("--test-limit", type=positive_int, help="use only the first N test images")
+    parser.add_argument("--linear-epochs", type=positive_int, default=30, help="linear probe epochs (cached features)")
+    parser.add_argument("--finetune-epochs", type=positive_int, default=2, help="fine-tuning epochs")
+    parser.add_argument("--batch-size", type=positive_int, default=128, help="fine-tuning batch size")
     parser.add_argument("--work-dir", default="work_dirs/evaluate", help="where the runners write their logs")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (random init, data order)")
+    parser.add_argument("--seed", type=random_seed, default=0, help="random seed (random init, data order)")
     parser.add_argument("--json", help="also write {protocol: top-1} to this file")
     return parser.parse_args(argv)
 
@@ -40,7 +43,22 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.checkpoint is None and not args.backbone:
         raise SystemExit("evaluate: give a checkpoint, or --backbone NAME for random initialisation")
-    results = evaluate(
+    try:
+        results = run_evaluation(args)
+    except (CheckpointError, FileNotFoundError) as error:
+        print(f"evaluate failed: {error}", file=sys.stderr)
+        raise SystemExit(2) from error
+    source = args.checkpoint or f"random init ({args.backbone})"
+    names = {"knn": "kNN (cosine, k=20)", "linear": "linear probe", "finetune": "fine-tune"}
+    for protocol, accuracy in results.items():
+        print(f"top-1 {protocol}: {accuracy:.4f}  ({names[protocol]}, {source})")
+    if args.json:
+        write_json(Path(args.json), results)
+
+
+def run_evaluation(args: argparse.Namespace) -> dict[str, float]:
+    """The protocols' top-1 accuracies for the parsed arguments."""
+    return evaluate(
         args.checkpoint,
         backbone=args.backbone,
         input_size=args.input_size,
@@ -53,12 +71,6 @@ def main(argv: list[str] | None = None) -> None:
         batch_size=args.batch_size,
         seed=args.seed,
     )
-    source = args.checkpoint or f"random init ({args.backbone})"
-    names = {"knn": "kNN (cosine, k=20)", "linear": "linear probe", "finetune": "fine-tune"}
-    for protocol, accuracy in results.items():
-        print(f"top-1 {protocol}: {accuracy:.4f}  ({names[protocol]}, {source})")
-    if args.json:
-        write_json(Path(args.json), results)
 
 
 if __name__ == "__main__":

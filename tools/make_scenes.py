@@ -6,6 +6,7 @@ python tools/make_scenes.py --out data/scenes [--mode stamps|shapes] [--train 20
 
 import argparse
 
+from hiermae.cli_options import number, positive_int, random_seed
 from hiermae.downstream.scenes import categories, generate_scenes
 
 
@@ -13,11 +14,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="data root to write images/, semantic/, annotations/ into")
     parser.add_argument("--mode", choices=["stamps", "shapes"], default="stamps", help="cut-out photos or shapes")
-    parser.add_argument("--train", type=int, default=200, help="number of training images")
-    parser.add_argument("--val", type=int, default=50, help="number of validation images")
-    parser.add_argument("--size", type=int, default=128, help="image side in pixels")
-    parser.add_argument("--seed", type=int, default=0, help="seed; the same seed writes the same scenes")
-    parser.add_argument("--max-objects", type=int, default=4, help="most objects pasted per image")
+    parser.add_argument("--train", type=positive_int, default=200, help="number of training images")
+    parser.add_argument("--val", type=positive_int, default=50, help="number of validation images")
+    parser.add_argument("--size", type=number(int, minimum=32), default=128, help="image side in pixels")
+    parser.add_argument("--seed", type=random_seed, default=0, help="seed; the same seed writes the same scenes")
+    parser.add_argument("--max-objects", type=positive_int, default=4, help="most objects pasted per image")
     return parser.parse_args(argv)
 
 

@@ -1,7 +1,7 @@
 """Train from an mmengine config: masked pretraining, or the downstream detection / segmentation configs.
 
     python tools/train.py CONFIG [--work-dir D] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
-                                 [--launcher none|pytorch]
+                                 [--launcher none|pytorch] [--trust-checkpoint]
 """
 
 import argparse
@@ -24,6 +24,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="resume from CKPT, or from the work dir's last checkpoint when no path is given",
     )  # fmt: skip
     parser.add_argument("--amp", action="store_true", help="mixed precision (bf16 on CPU, fp16 on GPU)")
+    parser.add_argument(
+        "--trust-checkpoint", action="store_true",
+        help="unpickle --resume / load_from / init_cfg checkpoints in full (can run code in them; default: data only)",
+    )  # fmt: skip
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys: key=value")
     parser.add_argument("--launcher", choices=["none", "pytorch"], default="none", help="job launcher")
     return parser.parse_args(argv)
@@ -33,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.launcher == "pytorch" and "LOCAL_RANK" not in os.environ:
         raise SystemExit("--launcher pytorch must run under torchrun (LOCAL_RANK is not set)")
-    configure_checkpoint_io()
+    configure_checkpoint_io(trust=args.trust_checkpoint)
     cfg = build_config(
         args.config,
         work_dir=args.work_dir,
@@ -45,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.launcher == "pytorch":
         init_cpu_process_group(cfg)
     runner = Runner.from_cfg(cfg)
-    check_run_checkpoint(runner.model, cfg)
+    check_run_checkpoint(runner.model, cfg, trust=args.trust_checkpoint)
     runner.train()
 
 

@@ -1,11 +1,12 @@
 """Reconstruction grid of a pretraining checkpoint: original | masked input | prediction | prediction pasted.
 
     python tools/visualize.py CKPT [--out PNG] [--images 8] [--mask-ratio R] [--seed 0] [--image-folder DIR]
+                              [--trust-checkpoint]
 
-The model (backbone, sparse path, decoder, target) is rebuilt from the config stored in the checkpoint and its
-weights are loaded strictly. Images are Fashion-MNIST test images at the checkpoint's input size, or the first
-readable images of --image-folder; masks are seeded, so the same command draws the same grid. --mask-ratio
-replaces the training ratio to see how the model copes with more or less context.
+The model (backbone, sparse path, decoder, target) is rebuilt from the model config stored in the checkpoint
+(read as data, never run) and its weights are loaded strictly. Images are Fashion-MNIST test images at the
+checkpoint's input size, or the first readable images of --image-folder; masks are seeded, so the same command
+draws the same grid. --mask-ratio replaces the training ratio to see how the model copes with more or less context.
 """
 
 import argparse
@@ -16,26 +17,30 @@ from mmengine.dataset import pseudo_collate
 from mmengine.registry import MODELS
 
 import hiermae  # noqa: F401  (registers hiermae's models and datasets)
+from hiermae.checkpoint_keys import CheckpointError
+from hiermae.cli_options import positive_int, random_seed, ratio
 from hiermae.datasets import FashionMNIST, ImageFolder
-from hiermae.downstream.checkpoints import CheckpointError, config_of, load_file
 from hiermae.downstream.key_report import strict_load
 from hiermae.hooks import to_unit_range
+from hiermae.literal_config import model_config
 from hiermae.masks import check_mask_ratio
 from hiermae.pretrainer import MaskedPretrainer
+from hiermae.safe_checkpoint import load_checkpoint_file
 from hiermae.visualization import save_reconstruction_grid
 
 
-def load_pretrainer(path: str | Path, mask_ratio: float | None = None) -> MaskedPretrainer:
+def load_pretrainer(path: str | Path, mask_ratio: float | None = None, *, trust: bool = False) -> MaskedPretrainer:
     """The pretrainer a checkpoint was trained as, with its weights, in eval mode."""
-    checkpoint = load_file(path)
-    cfg = config_of(checkpoint)
-    if cfg is None or "model" not in cfg:
+    checkpoint = load_checkpoint_file(path, trust=trust)
+    model_cfg = model_config(checkpoint, str(path))
+    if model_cfg is None:
         raise CheckpointError(f"{path} stores no training config: pass a checkpoint written by tools/train.py")
-    model_cfg = cfg.model.copy()
+    if model_cfg.get("type") != "MaskedPretrainer":
+        raise CheckpointError(f"{path} is a {model_cfg.get('type')!r} checkpoint, not a MaskedPretrainer's")
     if mask_ratio is not None:
-        model_cfg.mask = dict(model_cfg.get("mask") or {"type": "random"}, mask_ratio=check_mask_ratio(mask_ratio))
+        model_cfg["mask"] = dict(model_cfg.get("mask") or {"type": "random"}, mask_ratio=check_mask_ratio(mask_ratio))
     model = MODELS.build(model_cfg)
-    strict_load(model, checkpoint["state_dict"], f"pretrainer {model_cfg.backbone}", ())
+    strict_load(model, checkpoint.get("state_dict", {}), f"pretrainer {model_cfg.get('backbone')}", ())
     return model.eval()
 
 
@@ -49,9 +54,17 @@ def first_images(model: MaskedPretrainer, count: int, image_folder: str | None) 
 
 
 @torch.no_grad()
-def visualize(checkpoint: str, out: Path, images: int, mask_ratio: float | None, seed: int, folder: str | None) -> Path:
+def visualize(
+    checkpoint: str,
+    out: Path,
+    images: int,
+    mask_ratio: float | None,
+    seed: int,
+    folder: str | None,
+    trust: bool = False,
+) -> Path:
     """Write the grid for the first `images` images and return its path."""
-    model = load_pretrainer(checkpoint, mask_ratio)
+    model = load_pretrainer(checkpoint, mask_ratio, trust=trust)
     data = model.data_preprocessor(pseudo_collate(first_images(model, images, folder)), training=False)
     inputs = data["inputs"]
     seeds = torch.arange(seed, seed + inputs.shape[0])
@@ -68,12 +81,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="a pretraining checkpoint (iter_N.pth)")
     parser.add_argument("--out", default="reconstruction.png", help="PNG to write")
-    parser.add_argument("--images", type=int, default=8, help="number of images (rows)")
-    parser.add_argument("--mask-ratio", type=float, help="mask ratio to draw (default: the training one)")
-    parser.add_argument("--seed", type=int, default=0, help="first mask seed")
+    parser.add_argument("--images", type=positive_int, default=8, help="number of images (rows)")
+    parser.add_argument("--mask-ratio", type=ratio, help="mask ratio to draw (default: the training one)")
+    parser.add_argument("--seed", type=random_seed, default=0, help="first mask seed")
     parser.add_argument("--image-folder", help="use the images of this folder instead of Fashion-MNIST")
+    parser.add_argument(
+        "--trust-checkpoint", action="store_true", help="unpickle CKPT in full (only for files of a trusted origin)"
+    )
     args = parser.parse_args(argv)
-    path = visualize(args.checkpoint, Path(args.out), args.images, args.mask_ratio, args.seed, args.image_folder)
+    path = visualize(
+        args.checkpoint, Path(args.out), args.images, args.mask_ratio, args.seed, args.image_folder,
+        args.trust_checkpoint,
+    )  # fmt: skip
     print(f"reconstruction grid: {path}  (original | masked input | prediction | prediction pasted)")
 
 

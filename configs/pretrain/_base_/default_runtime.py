@@ -7,7 +7,7 @@ default_hooks = dict(
     timer=dict(type="IterTimerHook"),
     logger=dict(type="LoggerHook", interval=10),
     param_scheduler=dict(type="ParamSchedulerHook"),
-    checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=200, max_keep_ckpts=2, save_last=True),
+    checkpoint=dict(type="PortableCheckpointHook", by_epoch=False, interval=200, max_keep_ckpts=2, save_last=True),
     sampler_seed=dict(type="DistSamplerSeedHook"),
 )
 custom_hooks = [
