@@ -126,15 +126,16 @@ def to_mm_names(weights: EncoderWeights, cfg: dict) -> dict[str, torch.Tensor]:
     return dict(weights.state_dict)
 
 
-def check_output_path(checkpoint: Path, out: Path, fmt: str) -> None:
+def check_output_path(checkpoint: Path, out: str | Path, fmt: str) -> None:
     """Refuse an `out` whose writing would destroy data or could not be loaded by the target."""
-    if out.is_dir():
-        raise OutputPathError(f"--out {out} is a directory; name a file in it (e.g. {out / f'encoder_{fmt}.pth'})")
-    if out.exists() and checkpoint.exists() and os.path.samefile(out, checkpoint):
+    path = Path(out)
+    if str(out).endswith(("/", os.sep)) or path.is_dir():
+        raise OutputPathError(f"--out {out} is a directory; name a file in it (e.g. {path / f'encoder_{fmt}.pth'})")
+    if path.exists() and checkpoint.exists() and os.path.samefile(path, checkpoint):
         raise OutputPathError(f"--out {out} is the checkpoint being exported; writing it would destroy the input")
-    if out.exists() and not out.stat().st_mode & 0o222:
+    if path.exists() and not path.stat().st_mode & 0o222:
         raise OutputPathError(f"--out {out} is read-only; remove it or choose another file")
-    if out.suffix == SAFETENSORS and fmt != "timm":
+    if path.suffix == SAFETENSORS and fmt != "timm":
         raise OutputPathError(f"--out {out}: {fmt} loads .pth files; .safetensors is written for --format timm")
 
 
@@ -254,7 +255,7 @@ def export_checkpoint(
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
-    check_output_path(Path(checkpoint), Path(out), fmt)
+    check_output_path(Path(checkpoint), out, fmt)
     weights = read_encoder_weights(checkpoint, backbone, trust=trust)
     notes = [f"source {checkpoint}: {weights.backbone} at {weights.input_size} px, {len(weights.state_dict)} tensors"]
     if weights.dropped:

@@ -204,6 +204,8 @@ def test_out_that_is_a_directory_or_read_only_or_the_wrong_kind_is_refused(tmp_p
     write_pretraining_checkpoint(tmp_path / "pretrain.pth", "resnet18", 64)
     with pytest.raises(OutputPathError, match=f"--out {tmp_path} is a directory"):
         export_checkpoint(tmp_path / "pretrain.pth", "timm", tmp_path)
+    with pytest.raises(OutputPathError, match="is a directory"):
+        export_checkpoint(tmp_path / "pretrain.pth", "timm", f"{tmp_path}/exports/")  # a folder still to be made
     locked = tmp_path / "locked.pth"
     locked.write_bytes(b"an earlier export")
     locked.chmod(0o444)
