@@ -57,8 +57,7 @@ def test_a_bf16_autocast_step_trains_every_path(backbone, sparse, one_thread):
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        ("train_cfg.max_iter", "'train_cfg.max_iter': IterBasedTrainLoop does not take 'max_iter'; "
-                               "did you mean 'max_iters'"),
+        ("train_cfg.max_iter", "IterBasedTrainLoop does not take 'max_iter'; did you mean 'max_iters'"),
         ("model.decodr.width", "'model.decodr': MaskedPretrainer does not take 'decodr'; did you mean 'decoder'"),
         ("model.decoder.widht", "'model.decoder.widht': UNetDecoder does not take 'widht'; did you mean 'width'"),
         ("trian_dataloader.batch_size", "'trian_dataloader' is neither in the config nor read by the runner; "
