@@ -2,12 +2,23 @@
 
 import re
 from abc import ABC, abstractmethod
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from hiermae.input_checks import check_images, check_visible
+from hiermae.input_checks import check_every_sample_sees, check_images, check_visible
 from hiermae.masks import check_divisible
+from hiermae.plans import to_device
+
+
+class Planner(Protocol):
+    """Builds a sparse encoder's plan (CPU tensors) from a B×h×w visible map on the CPU."""
+
+    def __call__(self, visible: torch.Tensor) -> Any: ...
+
+    def calibrated(self, examples: list[torch.Tensor]) -> "Planner":
+        """The planner with any static budgets measured on example visible maps of the training masks."""
 
 
 class MaskedEncoder(nn.Module, ABC):
@@ -16,6 +27,12 @@ class MaskedEncoder(nn.Module, ABC):
     Subclasses hold the timm model as `self.model` (so its parameter names are timm's) and set
     `out_channels` / `out_strides` (one entry per returned stage). `sparse=True` computes at visible sites only;
     `sparse=False` is the dense reference with the same modules.
+
+    The sparse path reads a *plan*: index tensors saying where to compute for this batch's mask, built on the
+    host by `planner(device_type)` from a CPU copy of the mask. Every tensor in a plan has a shape fixed by
+    (batch, input size, number of visible units), so with the exact-count mask generators the sparse step has
+    static shapes and never waits for the host. Pass `plan=` (built ahead, e.g. in a data-loader worker) to skip
+    planning in the step; without it the plan is built here from `visible` (a CPU `visible` costs no device wait).
     """
 
     mask_unit: int = 32
@@ -36,9 +53,41 @@ class MaskedEncoder(nn.Module, ABC):
         self.out_channels: list[int] = []
         self.out_strides: list[int] = []
 
+    def forward(self, images: torch.Tensor, visible: torch.Tensor, plan: Any = None) -> list[torch.Tensor]:
+        """Return one dense map per stage (B×C×H/s×W/s), zero at masked sites; `visible` is B×h×w bool.
+
+        `plan`: from `self.plan_for(visible, images.device)` (or a planner), on the images' device; the sparse path
+        builds it when it is not given; the dense reference ignores it.
+        """
+        self.check_input(images, visible)
+        if plan is None:  # with a plan, the host that built it checked the mask's values
+            check_every_sample_sees(visible)
+            if self.sparse:
+                plan = self.plan_for(visible, images.device)
+        if visible.device != images.device:
+            visible = visible.to(images.device, non_blocking=True)
+        return self.encode(images, visible, plan)
+
     @abstractmethod
-    def forward(self, images: torch.Tensor, visible: torch.Tensor) -> list[torch.Tensor]:
-        """Return one dense map per stage (B×C×H/s×W/s), zero at masked sites; `visible` is B×h×w bool."""
+    def encode(self, images: torch.Tensor, visible: torch.Tensor, plan: Any) -> list[torch.Tensor]:
+        """The stage maps for checked inputs; `plan` is None for the dense reference."""
+
+    @abstractmethod
+    def planner(self, device_type: str) -> Planner:
+        """A small picklable callable that builds this encoder's plan from a B×h×w visible map on the CPU, for a
+        step on `device_type` ("cpu", "cuda"); data-loader workers hold it to plan batches ahead of the step."""
+
+    def plan_for(self, visible: torch.Tensor, device: torch.device | str) -> Any:
+        """The plan for `visible`, built on the host and sent to `device` in one non-blocking copy.
+
+        A `visible` on a GPU is first copied to the host, which waits for the device once; draw masks on the CPU
+        (as `MaskedPretrainer` does) to avoid that.
+        """
+        device = torch.device(device)
+        planners = self.__dict__.setdefault("_planners", {})  # built once per device type, outside any step
+        if device.type not in planners:
+            planners[device.type] = self.planner(device.type)
+        return to_device(planners[device.type](visible.cpu()), device)
 
     def timm_state_dict(self) -> dict[str, torch.Tensor]:
         """The encoder weights under timm's own names (what `timm.create_model(name)` loads, head excluded)."""

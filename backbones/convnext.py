@@ -5,13 +5,14 @@ import torch
 from timm.models.convnext import ConvNeXtBlock
 from torch import nn
 
-from hiermae.backbones.base import MaskedEncoder
+from hiermae.backbones.lr_layers import staged_block_id, unknown_parameter
+from hiermae.backbones.site_encoder import SiteEncoder
 from hiermae.registry import ENCODERS
-from hiermae.sparse import Engine, FeatureMap, build_engine
+from hiermae.sparse import Engine, FeatureMap
 
 
 @ENCODERS.register_module()
-class ConvNeXtEncoder(MaskedEncoder):
+class ConvNeXtEncoder(SiteEncoder):
     """Outputs of stages 0..3 (strides 4, 8, 16, 32). The smallest input is one 32-px unit.
 
     The classifier head (including its norm) is dropped, so `timm_state_dict()` is timm's state dict minus `head.*`.
@@ -29,11 +30,9 @@ class ConvNeXtEncoder(MaskedEncoder):
         self.out_channels = [info["num_chs"] for info in self.model.feature_info]
         self.out_strides = [4, 8, 16, 32]
 
-    def forward(self, images: torch.Tensor, visible: torch.Tensor) -> list[torch.Tensor]:
-        self.check_input(images, visible)
-        engine = build_engine(visible, self.mask_unit, sparse=self.sparse)
+    def walk(self, engine: Engine, images: torch.Tensor) -> list[torch.Tensor]:
         stem_conv, stem_norm = self.model.stem
-        x = engine.layer_norm(engine.conv(engine.images(images), stem_conv), stem_norm)
+        x = engine.layer_norm(engine.stem(images, stem_conv), stem_norm)
         outputs = []
         for stage in self.model.stages:
             if not isinstance(stage.downsample, nn.Identity):
@@ -43,6 +42,24 @@ class ConvNeXtEncoder(MaskedEncoder):
                 x = convnext_block(engine, block, x)
             outputs.append(engine.dense(x))
         return outputs
+
+    @classmethod
+    def lr_layer_count(cls, model: nn.Module) -> int:
+        """Layer-wise lr decay counts every ConvNeXt block as a layer (12 for atto)."""
+        return sum(len(stage.blocks) for stage in model.stages)
+
+    @classmethod
+    def lr_layer_id(cls, model: nn.Module, name: str) -> int:
+        """0 for the stem, 1..N for the blocks in order (a stage's downsampling shares its first block's id),
+        N + 1 for the classifier head (its norm included)."""
+        block = staged_block_id(name, "stages", [len(stage.blocks) for stage in model.stages])
+        if block is not None:
+            return block
+        if name.startswith("stem."):
+            return 0
+        if name.startswith("head."):
+            return cls.lr_layer_count(model) + 1
+        raise unknown_parameter(cls.family, name)
 
 
 def convnext_block(engine: Engine, block: ConvNeXtBlock, x: FeatureMap) -> FeatureMap:

@@ -5,13 +5,14 @@ import torch
 from timm.models.resnet import BasicBlock, Bottleneck
 from torch import nn
 
-from hiermae.backbones.base import MaskedEncoder
+from hiermae.backbones.lr_layers import numbered, unknown_parameter
+from hiermae.backbones.site_encoder import SiteEncoder
 from hiermae.registry import ENCODERS
-from hiermae.sparse import Engine, FeatureMap, build_engine
+from hiermae.sparse import Engine, FeatureMap
 
 
 @ENCODERS.register_module()
-class ResNetEncoder(MaskedEncoder):
+class ResNetEncoder(SiteEncoder):
     """Outputs of layer1..layer4 (strides 4, 8, 16, 32). The smallest input is one 32-px unit."""
 
     family = "resnet"
@@ -25,11 +26,9 @@ class ResNetEncoder(MaskedEncoder):
         self.out_channels = [info["num_chs"] for info in self.model.feature_info[1:]]
         self.out_strides = [4, 8, 16, 32]
 
-    def forward(self, images: torch.Tensor, visible: torch.Tensor) -> list[torch.Tensor]:
-        self.check_input(images, visible)
-        engine = build_engine(visible, self.mask_unit, sparse=self.sparse)
+    def walk(self, engine: Engine, images: torch.Tensor) -> list[torch.Tensor]:
         model = self.model
-        x = engine.conv(engine.images(images), model.conv1)
+        x = engine.stem(images, model.conv1)
         x = engine.max_pool(engine.act(engine.batch_norm(x, model.bn1), model.act1), model.maxpool)
         outputs = []
         for layer in (model.layer1, model.layer2, model.layer3, model.layer4):
@@ -37,6 +36,23 @@ class ResNetEncoder(MaskedEncoder):
                 x = residual_block(engine, block, x)
             outputs.append(engine.dense(x))
         return outputs
+
+    @classmethod
+    def lr_layer_count(cls, model: nn.Module) -> int:
+        """Layer-wise lr decay counts ResNet's four stages (layer1..layer4) as its layers."""
+        return 4
+
+    @classmethod
+    def lr_layer_id(cls, model: nn.Module, name: str) -> int:
+        """0 for the stem, s for a parameter of stage `layer<s>`, 5 for the classifier `fc`."""
+        stage = numbered(name, "layer")
+        if stage is not None:
+            return stage
+        if name.startswith(("conv1.", "bn1.")):
+            return 0
+        if name.startswith("fc."):
+            return cls.lr_layer_count(model) + 1
+        raise unknown_parameter(cls.family, name)
 
 
 def residual_block(engine: Engine, block: BasicBlock | Bottleneck, x: FeatureMap) -> FeatureMap:

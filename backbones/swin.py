@@ -1,6 +1,6 @@
 """Swin adapter: attention among visible tokens only (sparse) or SimMIM mask tokens (dense reference) on timm Swin."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import timm
@@ -9,32 +9,114 @@ from timm.layers import trunc_normal_
 from torch import nn
 
 from hiermae.backbones.base import MaskedEncoder, check_divisible, zero_masked
+from hiermae.backbones.lr_layers import staged_block_id, unknown_parameter
 from hiermae.backbones.swin_sparse import (
     TokenSites,
     embed_visible_patches,
     merge_children,
     merge_visible_patches,
+    packed_masks,
     sparse_block,
 )
-from hiermae.backbones.swin_windows import WindowGeometry, WindowPacking, pack_windows, to_device
+from hiermae.backbones.swin_windows import WindowGeometry, WindowPacking, bin_budget, pack_windows
 from hiermae.masks import MaskPyramid
 from hiermae.registry import ENCODERS
 
 
 @dataclass(frozen=True)
 class StagePlan:
-    """Where one stage computes: its visible sites, the 2×2 children each merges (None for the first stage), and
-    the packed attention groups of each window geometry its blocks use."""
+    """Where one stage computes: its visible sites, the 2×2 children each merges (None for the first stage), the
+    distinct packed attention layouts of its window geometries, and which of them each block uses."""
 
     sites: TokenSites
     children: torch.Tensor | None
-    packing_of: dict[WindowGeometry, WindowPacking]
-    block_geometries: list[WindowGeometry]
+    packings: list[WindowPacking]
+    block_packing: list[int]
 
-    @property
-    def packings(self) -> list[WindowPacking]:
-        """The packing of each block; blocks with equal windows share one."""
-        return [self.packing_of[geometry] for geometry in self.block_geometries]
+
+@dataclass(frozen=True)
+class StageSpec:
+    """What planning needs of one timm stage: its stride, whether it merges patches, each block's window/shift."""
+
+    stride: int
+    merges: bool
+    blocks: tuple[tuple[tuple[int, int], tuple[int, int]], ...]  # (window, shift) per block
+
+
+@dataclass(frozen=True)
+class SwinPlanner:
+    """Builds the sparse Swin's plan on the host (picklable: data-loader workers hold it).
+
+    When every sample of the batch has the same mask (the `batch_shared` generator), one sample is planned and
+    its packing serves them all (`WindowPacking.samples`); otherwise every sample is packed together.
+    Each packing is padded to a fixed number of bins, so the step's shapes do not depend on the mask: the budgets
+    measured on example masks (`calibrated`), or else `bin_budget`'s rule.
+    """
+
+    unit: int
+    stages: tuple[StageSpec, ...]
+    position_index: dict[tuple[int, int], torch.Tensor]  # window size -> timm's relative_position_index
+    budgets: dict[tuple[int, WindowGeometry], int] = field(default_factory=dict)  # (stage, geometry) -> bins
+    exact: bool = False  # pack into as few bins as needed (calibration)
+    share_masks: bool = True  # plan one sample when all share a mask (False: always the per-sample path)
+
+    def __call__(self, visible: torch.Tensor) -> list[StagePlan]:
+        batch_size = visible.shape[0]
+        shared = self.share_masks and batch_size > 1 and bool((visible == visible[:1]).all())
+        pyramid = MaskPyramid(visible[:1] if shared else visible, self.unit)
+        plans, previous = [], None
+        for number, spec in enumerate(self.stages):
+            sites = TokenSites.of(pyramid.at(spec.stride))
+            children = merge_children(previous, sites) if spec.merges else None
+            geometries = [WindowGeometry(tuple(sites.shape[1:]), window, shift) for window, shift in spec.blocks]
+            distinct = list(dict.fromkeys(geometries))
+            packings = [self.pack(number, sites, geometry) for geometry in distinct]
+            plans.append(StagePlan(sites, children, packings, [distinct.index(g) for g in geometries]))
+            previous = sites
+        if not shared:
+            return plans
+        return [share_plan(plan, plans[i - 1].sites if i else None, batch_size) for i, plan in enumerate(plans)]
+
+    def pack(self, stage: int, sites: TokenSites, geometry: WindowGeometry) -> WindowPacking:
+        """The packing of one stage's geometry, padded to its budget."""
+        index = self.position_index[geometry.window]
+        if self.exact:
+            return pack_windows(sites.coordinates, sites.shape[0], geometry, index)
+        budget = self.budgets.get((stage, geometry))
+        if budget is None:
+            (padded_h, padded_w), (height, width) = geometry.padded_grid, geometry.grid
+            max_tokens = len(sites.batch) + sites.shape[0] * (padded_h * padded_w - height * width)
+            budget = bin_budget(max_tokens, geometry.window_area)
+        return pack_windows(sites.coordinates, sites.shape[0], geometry, index, budget)
+
+    def calibrated(self, examples: list[torch.Tensor]) -> "SwinPlanner":
+        """This planner with each packing's budget set from example visible maps (batches drawn by the training
+        mask generator at the training batch size): the most bins any example needed, plus 2 % and 2 bins."""
+        exact, needed = replace(self, exact=True), {}
+        for visible in examples:
+            for number, plan in enumerate(exact(visible)):
+                for packing in plan.packings:
+                    key = (number, packing.geometry)
+                    needed[key] = max(needed.get(key, 0), packing.num_bins)
+        return replace(self, budgets={key: bins + 2 + -(-bins // 50) for key, bins in needed.items()})
+
+
+def share_plan(plan: StagePlan, fine: TokenSites | None, batch_size: int) -> StagePlan:
+    """A one-sample stage plan extended to `batch_size` samples with the same mask: sites and merge children
+    repeated per sample (tokens of each sample follow each other), packings marked as serving every sample."""
+    sites = plan.sites
+    count = len(sites.batch)
+    samples = torch.arange(batch_size)
+    batch_sites = TokenSites(
+        (batch_size, *sites.shape[1:]), samples.repeat_interleave(count), sites.ys.repeat(batch_size),
+        sites.xs.repeat(batch_size),
+    )  # fmt: skip
+    children = None
+    if plan.children is not None:
+        offsets = samples * len(fine.batch)  # the first fine token of each sample
+        children = (plan.children.unsqueeze(0) + offsets.view(-1, 1, 1)).reshape(-1, plan.children.shape[1])
+    packings = [replace(packing, samples=batch_size) for packing in plan.packings]
+    return StagePlan(batch_sites, children, packings, plan.block_packing)
 
 
 @ENCODERS.register_module()
@@ -73,10 +155,10 @@ class SwinEncoder(MaskedEncoder):
             self.mask_token = nn.Parameter(torch.zeros(self.out_channels[0]))
             trunc_normal_(self.mask_token, std=0.02)
 
-    def forward(self, images: torch.Tensor, visible: torch.Tensor) -> list[torch.Tensor]:
-        self.check_input(images, visible)
-        pyramid = MaskPyramid(visible, self.mask_unit)
-        return self.forward_sparse(images, pyramid) if self.sparse else self.forward_dense(images, pyramid)
+    def encode(self, images: torch.Tensor, visible: torch.Tensor, plan: list[StagePlan] | None) -> list[torch.Tensor]:
+        if self.sparse:
+            return self.forward_sparse(images, plan)
+        return self.forward_dense(images, MaskPyramid(visible, self.mask_unit))
 
     def forward_dense(self, images: torch.Tensor, pyramid: MaskPyramid) -> list[torch.Tensor]:
         """SimMIM: mask token at masked patch embeddings, every token through timm's stages, masked outputs zeroed."""
@@ -89,53 +171,51 @@ class SwinEncoder(MaskedEncoder):
             outputs.append(zero_masked(tokens.permute(0, 3, 1, 2), pyramid.at(stride)))
         return outputs
 
-    def forward_sparse(self, images: torch.Tensor, pyramid: MaskPyramid) -> list[torch.Tensor]:
-        """Visible tokens only, stage by stage, following `plan`."""
-        plans = self.plan(pyramid)
-        tokens = embed_visible_patches(self.model.patch_embed, images, plans[0].sites)
+    def forward_sparse(self, images: torch.Tensor, plans: list[StagePlan]) -> list[torch.Tensor]:
+        """Visible tokens only, stage by stage, following the host-built `plans`."""
+        by_matmul = images.is_cuda  # see packed_bias_by_matmul
+        tokens = embed_visible_patches(self.model.patch_embed, images, plans[0].sites)  # N×C
         outputs = []
         for stage, plan in zip(self.model.layers, plans, strict=True):
             if plan.children is not None:
                 tokens = merge_visible_patches(stage.downsample, tokens, plan.children)
-            for block, packing in zip(stage.blocks, plan.packings, strict=True):
-                tokens = sparse_block(block, tokens, plan.sites, packing)
+            masks = [packed_masks(packing, by_matmul) for packing in plan.packings]
+            for block, which in zip(stage.blocks, plan.block_packing, strict=True):
+                tokens = sparse_block(block, tokens, plan.sites, plan.packings[which], masks[which])
             outputs.append(plan.sites.scatter(tokens))
         return outputs
 
-    def plan(self, pyramid: MaskPyramid) -> list[StagePlan]:
-        """The plan of every stage, built on the host and sent to the mask's device in one copy.
-
-        Built on the device, every data-dependent shape in it (visible sites, group sizes steering the packing)
-        would make the host wait for the device; from a CPU copy of the small unit mask it waits once.
-        """
-        return to_device(self.host_plan(pyramid.visible.cpu()), pyramid.visible.device)
-
-    def host_plan(self, visible: torch.Tensor) -> list[StagePlan]:
-        """Sites, merge children and packed attention groups of every stage for a B×h×w visible map on the CPU;
-        each window geometry is packed once per stage and shared by the blocks that use it."""
-        pyramid = MaskPyramid(visible, self.mask_unit)
-        plans, previous = [], None
+    def planner(self, device_type: str) -> SwinPlanner:
+        stages, position_index = [], {}
         for stage, stride in zip(self.model.layers, self.out_strides, strict=True):
-            sites = TokenSites.of(pyramid.at(stride))
-            merges = not isinstance(stage.downsample, nn.Identity)
-            children = merge_children(previous, sites) if merges else None
-            geometries = [geometry_of(block, sites) for block in stage.blocks]
-            packing_of = {}
-            for block, geometry in zip(stage.blocks, geometries, strict=True):
-                if geometry not in packing_of:
-                    index = block.attn.relative_position_index
-                    packing_of[geometry] = pack_windows(sites.coordinates, len(visible), geometry, index)
-            plans.append(StagePlan(sites, children, packing_of, geometries))
-            previous = sites
-        return plans
+            blocks = []
+            for block in stage.blocks:
+                window, shift = tuple(block.window_size), tuple(block.shift_size)
+                position_index.setdefault(window, block.attn.relative_position_index.detach().cpu())
+                blocks.append((window, shift))
+            stages.append(StageSpec(stride, not isinstance(stage.downsample, nn.Identity), tuple(blocks)))
+        return SwinPlanner(self.mask_unit, tuple(stages), position_index)
 
     def padding_overhead(self, visible: torch.Tensor) -> float:
         """Fraction of packed attention slots holding no token, over all blocks, for a B×h×w visible map."""
-        packings = [packing for plan in self.plan(MaskPyramid(visible, self.mask_unit)) for packing in plan.packings]
+        packings = [plan.packings[i] for plan in self.planner("cpu")(visible.cpu()) for i in plan.block_packing]
         slots = sum(packing.num_bins * packing.capacity for packing in packings)
         return 1.0 - sum(packing.num_filled for packing in packings) / slots
 
+    @classmethod
+    def lr_layer_count(cls, model: nn.Module) -> int:
+        """Layer-wise lr decay counts every Swin block as a layer (12 for Swin-T)."""
+        return sum(len(layer.blocks) for layer in model.layers)
 
-def geometry_of(block: nn.Module, sites: TokenSites) -> WindowGeometry:
-    """The window partition a timm SwinTransformerBlock applies to the grid of `sites`."""
-    return WindowGeometry(tuple(sites.shape[1:]), tuple(block.window_size), tuple(block.shift_size))
+    @classmethod
+    def lr_layer_id(cls, model: nn.Module, name: str) -> int:
+        """0 for the patch embedding, 1..N for the blocks in order (a stage's patch merging shares its first
+        block's id), N + 1 for the final norm and the classifier head."""
+        block = staged_block_id(name, "layers", [len(layer.blocks) for layer in model.layers])
+        if block is not None:
+            return block
+        if name.startswith(("patch_embed.", "absolute_pos_embed")):
+            return 0
+        if name.startswith(("norm.", "head.")):
+            return cls.lr_layer_count(model) + 1
+        raise unknown_parameter(cls.family, name)

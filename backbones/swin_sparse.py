@@ -74,28 +74,56 @@ def merge_visible_patches(downsample: PatchMerging, tokens: torch.Tensor, childr
     return downsample.reduction(downsample.norm(merged))
 
 
-def packed_window_attention(attn: WindowAttention, normed: torch.Tensor, packing: WindowPacking) -> torch.Tensor:
-    """timm's WindowAttention over the packed bins: qkv and proj on visible tokens, SDPA with bias + group mask."""
-    rows = attn.qkv(F.pad(normed, (0, 0, 0, 1)))  # the appended zero row feeds padding sites and empty slots
-    packed = rows[packing.source].view(packing.num_bins, packing.capacity, 3, attn.num_heads, -1)
-    query, key, value = packed.permute(2, 0, 3, 1, 4).unbind(0)
-    bias = packed_bias_by_matmul(attn, packing) if query.is_cuda else packed_bias_by_gather(attn, packing)
-    bias = bias.to(query.dtype)
+@dataclass(frozen=True)
+class PackedMasks:
+    """What attention derives from a packing once per step and shares between the blocks that use it."""
+
+    blocked: torch.Tensor  # (bins, capacity, capacity) bool: pairs that may not attend each other
+    bias_index: torch.Tensor | None  # (bins, capacity, capacity) bias-table rows (gather path)
+    slot_one_hot: torch.Tensor | None  # (bins, capacity, window area) float32 (matmul path)
+
+
+def packed_masks(packing: WindowPacking, by_matmul: bool) -> PackedMasks:
+    """The packing's attention masks, for the bias built by one-hot matmuls (GPU) or by a gather (CPU)."""
+    blocked = packing.blocked()
+    if by_matmul:
+        return PackedMasks(blocked, None, packing.slot_one_hot())
+    return PackedMasks(blocked, packing.bias_index(blocked), None)
+
+
+def packed_window_attention(
+    attn: WindowAttention, normed: torch.Tensor, packing: WindowPacking, masks: PackedMasks
+) -> torch.Tensor:
+    """timm's WindowAttention over the packed bins: qkv and proj on visible tokens, SDPA with bias + group mask.
+
+    With `packing.samples` = S > 1 (one mask shared by S samples) the bins of one sample are gathered from each
+    sample's tokens and the bias of one sample serves all S (broadcast, not copied).
+    """
+    samples, bins, capacity = packing.samples, packing.num_bins, packing.capacity
+    normed = F.pad(normed.view(samples, -1, normed.shape[-1]), (0, 0, 0, 1))  # S, T + 1, C (T tokens per sample)
+    rows = attn.qkv(normed)  # the appended zero row feeds padding sites (timm pads with zeros) and empty slots
+    packed = rows[:, packing.source].view(samples, bins, capacity, 3, attn.num_heads, -1)  # S, bins, cap, 3, h, d
+    query, key, value = packed.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each S, bins, h, cap, d
+    bias = packed_bias_by_matmul(attn, masks) if masks.slot_one_hot is not None else packed_bias_by_gather(attn, masks)
+    bias = bias.to(query.dtype)  # bins, h, cap, cap
+    if samples == 1:
+        query, key, value = query[0], key[0], value[0]
     out = F.scaled_dot_product_attention(
         query, key, value, attn_mask=bias, dropout_p=attn.attn_drop.p if attn.training else 0.0, scale=attn.scale
-    )
-    out = out.transpose(1, 2)[packing.token_bin, packing.token_offset].flatten(1)
+    )  # [S,] bins, h, cap, d
+    out = out.reshape(samples, bins, attn.num_heads, capacity, -1).transpose(2, 3)  # S, bins, cap, h, d
+    out = out[:, packing.token_bin, packing.token_offset].reshape(-1, normed.shape[-1])  # N, C
     return attn.proj_drop(attn.proj(out))
 
 
-def packed_bias_by_gather(attn: WindowAttention, packing: WindowPacking) -> torch.Tensor:
+def packed_bias_by_gather(attn: WindowAttention, masks: PackedMasks) -> torch.Tensor:
     """(bins, heads, capacity, capacity) bias + mask, gathered straight from the bias table (fast on the CPU)."""
     table = attn.relative_position_bias_table
     table = torch.cat([table, table.new_full((1, table.shape[1]), float("-inf"))])
-    return table.t()[:, packing.bias_index].transpose(0, 1)
+    return table.t()[:, masks.bias_index].transpose(0, 1)
 
 
-def packed_bias_by_matmul(attn: WindowAttention, packing: WindowPacking) -> torch.Tensor:
+def packed_bias_by_matmul(attn: WindowAttention, masks: PackedMasks) -> torch.Tensor:
     """The same bias through one-hot matmuls around timm's per-window bias (fast on a GPU).
 
     The gather's backward accumulates millions of gradients into the ~169-row table with atomics, which on an
@@ -104,9 +132,9 @@ def packed_bias_by_matmul(attn: WindowAttention, packing: WindowPacking) -> torc
     area = attn.relative_position_index.shape[0]
     window_bias = attn.relative_position_bias_table[attn.relative_position_index.view(-1)]
     window_bias = window_bias.view(area, area, -1).permute(2, 0, 1)  # (heads, area, area), as timm builds it
-    one_hot = packing.slot_one_hot.to(window_bias.dtype)  # (bins, capacity, area)
+    one_hot = masks.slot_one_hot.to(window_bias.dtype)  # (bins, capacity, area)
     bias = torch.einsum("bip,hpq,bjq->bhij", one_hot, window_bias, one_hot)
-    return bias.masked_fill(packing.blocked.unsqueeze(1), float("-inf"))
+    return bias.masked_fill(masks.blocked.unsqueeze(1), float("-inf"))
 
 
 def sample_drop_path(module: nn.Module, tokens: torch.Tensor, sites: TokenSites) -> torch.Tensor:
@@ -121,9 +149,9 @@ def sample_drop_path(module: nn.Module, tokens: torch.Tensor, sites: TokenSites)
 
 
 def sparse_block(
-    block: SwinTransformerBlock, tokens: torch.Tensor, sites: TokenSites, packing: WindowPacking
+    block: SwinTransformerBlock, tokens: torch.Tensor, sites: TokenSites, packing: WindowPacking, masks: PackedMasks
 ) -> torch.Tensor:
     """One SwinTransformerBlock on visible tokens: (shifted) window attention, then the MLP, both residual."""
-    attended = packed_window_attention(block.attn, block.norm1(tokens), packing)
+    attended = packed_window_attention(block.attn, block.norm1(tokens), packing, masks)
     tokens = tokens + sample_drop_path(block.drop_path1, attended, sites)
     return tokens + sample_drop_path(block.drop_path2, block.mlp(block.norm2(tokens)), sites)

@@ -7,15 +7,12 @@ block-diagonal mask, gives every bin the same shape while the work stays proport
 (GreenMIM's idea, Huang et al. 2022). Packing is best-fit decreasing on group sizes.
 """
 
-from collections.abc import Callable
-from dataclasses import dataclass, fields, is_dataclass, replace
-from functools import cached_property
-from typing import Any, TypeVar
+import warnings
+from dataclasses import dataclass
 
 import torch
 
 REGIONS_PER_AXIS = 3  # timm's shifted-window mask splits each axis into three regions
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -111,6 +108,18 @@ def pack_groups(sizes: list[int], capacity: int) -> tuple[list[int], list[int], 
     return bin_of, start_of, len(fill)
 
 
+def bin_budget(max_tokens: int, capacity: int) -> int:
+    """Bins a packing is padded to when no budget was calibrated (`SwinPlanner.calibrated`): the lower bound
+    ⌈tokens / capacity⌉ plus 2 % and 4 bins.
+
+    For random masks best-fit decreasing stayed within 11 bins (≤ 1.2 %) of the lower bound on every stage of
+    Swin-T at 224 px, batch 8 and 128; blockwise masks needed up to 16 % more on some stages
+    (benchmarks/swin_bin_budget.py), hence calibration. A packing that needs more bins than its budget is padded
+    to the next multiple of 16 instead: a new shape, so a compiled step compiles once more.
+    """
+    return -(-max_tokens * 102 // (100 * capacity)) + 4
+
+
 @dataclass(frozen=True)
 class WindowPacking:
     """Where every visible token of one stage sits in the packed attention bins of one window geometry.
@@ -118,9 +127,11 @@ class WindowPacking:
     Packed slot r reads row `source[r]` of [visible tokens; zero row]: a token index, or `num_tokens` for a
     padding site of timm's window padding (timm pads the normed map with zeros) and for an empty slot. Slots of
     different attention groups (other window, other region) may not attend each other; empty slots form one group
-    per bin (`slot_group` -1), so no row is fully blocked; their outputs are never read.
-    The fields are compact index tensors, built on the host and sent to the device together (`to_device`); the
-    (bins, capacity, capacity) tensors that attention reads derive from them on first use, with no host sync.
+    per bin (`slot_group` -1), so no row is fully blocked; their outputs are never read. Bins beyond those the
+    packing fills are empty, so the number of bins is a fixed budget (`bin_budget`) rather than the mask's.
+    With `samples` > 1 the packing describes one sample and serves each of `samples` samples that share one mask
+    (their tokens follow each other in equal blocks): one plan for the whole batch, as in GreenMIM.
+    The fields are compact index tensors, built on the host and sent to the device together.
     """
 
     source: torch.Tensor  # (num_bins * capacity,) long
@@ -131,7 +142,8 @@ class WindowPacking:
     relative_position_index: torch.Tensor  # timm's window-area × window-area bias-table index
     geometry: WindowGeometry
     num_bins: int
-    num_filled: int  # slots holding a visible token or a padding site
+    num_filled: int  # slots holding a visible token or a padding site (per sample when samples > 1)
+    samples: int = 1
 
     @property
     def capacity(self) -> int:
@@ -143,20 +155,17 @@ class WindowPacking:
         """Fraction of packed slots that hold no token (the padding overhead of packing)."""
         return 1.0 - self.num_filled / max(1, self.num_bins * self.capacity)
 
-    @cached_property
     def blocked(self) -> torch.Tensor:
         """(num_bins, capacity, capacity) bool: pairs of slots that may not attend each other."""
         return self.slot_group.unsqueeze(2) != self.slot_group.unsqueeze(1)
 
-    @cached_property
-    def bias_index(self) -> torch.Tensor:
-        """(num_bins, capacity, capacity) bias-table row of each pair of slots; blocked pairs index one row past
+    def bias_index(self, blocked: torch.Tensor) -> torch.Tensor:
+        """(num_bins, capacity, capacity) bias-table row of each pair of slots; `blocked` pairs index one row past
         the table, which attention fills with -inf."""
         positions = self.slot_position
         index = self.relative_position_index[positions.unsqueeze(2), positions.unsqueeze(1)]
-        return index.masked_fill(self.blocked, self.geometry.num_relative_positions)
+        return index.masked_fill(blocked, self.geometry.num_relative_positions)
 
-    @cached_property
     def slot_one_hot(self) -> torch.Tensor:
         """(num_bins, capacity, window area) float32 one-hot of each slot's position inside its window."""
         one_hot = self.slot_position.new_zeros(*self.slot_position.shape, self.capacity, dtype=torch.float32)
@@ -168,12 +177,14 @@ def pack_windows(
     batch_size: int,
     geometry: WindowGeometry,
     relative_position_index: torch.Tensor,
+    budget: int | None = None,
 ) -> WindowPacking:
     """Group visible sites (batch, y, x) by (shifted) window and region, and pack the groups into bins.
 
     Padding sites of timm's window padding join the groups of visible tokens they share a region with (they take
     part in timm's attention); `relative_position_index` is timm's window-area × window-area bias-table index.
-    Meant for sites on the CPU: group sizes steer the packing, so on a GPU every step here would wait for it.
+    The bins are padded with empty ones up to `budget` (see `bin_budget`; None: no padding). Meant for sites on
+    the CPU: group sizes steer the packing, so on a GPU every step here would wait for it.
     """
     batch, ys, xs = sites
     num_tokens = len(batch)
@@ -186,7 +197,16 @@ def pack_windows(
         positions = torch.cat([positions, padding_positions[needed]])
     group_of, sizes, rank = group_members(keys)
     capacity = geometry.window_area
-    bin_of, start_of, num_bins = pack_groups(sizes.tolist(), capacity)
+    bin_of, start_of, filled_bins = pack_groups(sizes.tolist(), capacity)
+    if budget is None or filled_bins <= budget:
+        num_bins = filled_bins if budget is None else budget
+    else:
+        num_bins = -(-filled_bins // 16) * 16
+        warnings.warn(
+            f"Swin packing needed {filled_bins} bins, over its budget of {budget}: padded to {num_bins} (a new "
+            "shape: a compiled step compiles again). Calibrate the planner on the training masks to avoid this.",
+            stacklevel=2,
+        )
     bin_of, start_of = torch.tensor(bin_of, device=keys.device), torch.tensor(start_of, device=keys.device)
     offset = start_of[group_of] + rank
     slot = bin_of[group_of] * capacity + offset
@@ -225,49 +245,3 @@ def group_members(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
     group_of[order] = group_sorted
     rank[order] = torch.arange(len(keys), device=keys.device) - starts[group_sorted]
     return group_of, sizes, rank
-
-
-def tensor_leaves(tree: Any) -> list[torch.Tensor]:
-    """The tensors held by a tree of dataclasses, lists and dicts, each once, in a fixed order."""
-    leaves: dict[int, torch.Tensor] = {}
-    map_tensors(tree, lambda tensor: leaves.setdefault(id(tensor), tensor))
-    return list(leaves.values())
-
-
-def map_tensors(tree: T, function: Callable[[torch.Tensor], torch.Tensor], memo: dict | None = None) -> T:
-    """`tree` (dataclasses, lists, dicts) with `function` applied to its tensors; shared nodes stay shared."""
-    memo = {} if memo is None else memo
-    if id(tree) in memo:
-        return memo[id(tree)]
-    if isinstance(tree, torch.Tensor):
-        mapped = function(tree)
-    elif isinstance(tree, list):
-        mapped = [map_tensors(item, function, memo) for item in tree]
-    elif isinstance(tree, dict):
-        mapped = {key: map_tensors(value, function, memo) for key, value in tree.items()}
-    elif is_dataclass(tree) and not isinstance(tree, type):
-        changes = {field.name: map_tensors(getattr(tree, field.name), function, memo) for field in fields(tree)}
-        unchanged = all(value is getattr(tree, name) for name, value in changes.items())
-        mapped = tree if unchanged else replace(tree, **changes)
-    else:
-        return tree
-    memo[id(tree)] = mapped
-    return mapped
-
-
-def to_device(tree: T, device: torch.device) -> T:
-    """`tree` with its CPU tensors (all long) on `device`, sent in one copy that the host does not wait for.
-
-    They are concatenated into one buffer (pinned for CUDA) and copied with non_blocking=True; the device's
-    stream runs the copy before any kernel that reads the views of it. On the CPU, `tree` itself.
-    """
-    if device.type == "cpu":
-        return tree
-    host = [tensor for tensor in tensor_leaves(tree) if tensor.device.type == "cpu"]
-    if not host:
-        return tree
-    buffer = torch.empty(sum(t.numel() for t in host), dtype=torch.long, pin_memory=device.type == "cuda")
-    torch.cat([tensor.reshape(-1) for tensor in host], out=buffer)
-    parts = buffer.to(device, non_blocking=True).split([tensor.numel() for tensor in host])
-    moved = {id(tensor): part.view(tensor.shape) for tensor, part in zip(host, parts, strict=True)}
-    return map_tensors(tree, lambda tensor: moved.get(id(tensor), tensor))

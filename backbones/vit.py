@@ -1,13 +1,38 @@
 """ViT adapter: MAE token dropping (sparse) and SimMIM mask tokens (dense reference) on timm's ViT."""
 
+from dataclasses import dataclass
+
 import timm
 import torch
 from timm.layers import trunc_normal_
 from torch import nn
 
 from hiermae.backbones.base import MaskedEncoder, zero_masked
+from hiermae.backbones.lr_layers import numbered, unknown_parameter
 from hiermae.masks import MaskPyramid
 from hiermae.registry import ENCODERS
+
+
+@dataclass(frozen=True)
+class KeptTokens:
+    """Builds the ViT plan on the host: the (B, n) row-major positions of each sample's visible tokens."""
+
+    unit: int
+    patch: int
+
+    def __call__(self, visible: torch.Tensor) -> torch.Tensor:
+        keep = MaskPyramid(visible, self.unit).at(self.patch).flatten(1)  # B, H·W
+        counts = keep.sum(1)
+        if not bool((counts == counts[0]).all()):
+            raise ValueError(
+                "ViT token dropping needs the same number of visible units in every sample, got "
+                f"{sorted(set((counts // (self.unit // self.patch) ** 2).tolist()))}"
+            )
+        return keep.nonzero()[:, 1].view(keep.shape[0], int(counts[0]))
+
+    def calibrated(self, examples: list[torch.Tensor]) -> "KeptTokens":
+        """Itself: the plan's shape follows from the number of visible units alone."""
+        return self
 
 
 @ENCODERS.register_module()
@@ -54,23 +79,39 @@ class MaskedViT(MaskedEncoder):
         tokens = model.norm(model.blocks(model.norm_pre(model.patch_drop(model.pos_drop(tokens)))))
         return tokens[:, model.num_prefix_tokens :]
 
-    def forward(self, images: torch.Tensor, visible: torch.Tensor) -> list[torch.Tensor]:
-        self.check_input(images, visible)
-        stride = self.out_strides[0]
-        token_visible = MaskPyramid(visible, self.mask_unit).at(stride)
+    def planner(self, device_type: str) -> KeptTokens:
+        return KeptTokens(self.mask_unit, self.out_strides[0])
+
+    def encode(self, images: torch.Tensor, visible: torch.Tensor, plan: torch.Tensor | None) -> list[torch.Tensor]:
+        token_visible = MaskPyramid(visible, self.mask_unit).at(self.out_strides[0])
         batch, height, width = token_visible.shape
-        tokens = self.model.patch_embed(images)
-        keep = token_visible.flatten(1)
+        tokens = self.model.patch_embed(images)  # B, H·W, C
         if self.sparse:
-            counts = keep.sum(1)
-            if not bool((counts == counts[0]).all()):
-                raise ValueError("ViT token dropping needs the same number of visible units in every sample")
-            tokens = (tokens + self.patch_position_embedding())[keep].view(batch, int(counts[0]), -1)
-            visible_tokens = self.run_blocks(tokens)
+            kept = plan.unsqueeze(-1).expand(-1, -1, tokens.shape[-1])  # B, n, C
+            visible_tokens = self.run_blocks((tokens + self.patch_position_embedding()).gather(1, kept))
             dense = visible_tokens.new_zeros(batch, height * width, visible_tokens.shape[-1])
-            dense[keep] = visible_tokens.reshape(-1, visible_tokens.shape[-1])
+            dense = dense.scatter(1, kept, visible_tokens)
         else:
-            tokens = torch.where(keep.unsqueeze(-1), tokens, self.mask_token.to(tokens.dtype))
+            keep = token_visible.flatten(1).unsqueeze(-1)
+            tokens = torch.where(keep, tokens, self.mask_token.to(tokens.dtype))
             dense = self.run_blocks(tokens + self.patch_position_embedding())
         maps = dense.transpose(1, 2).reshape(batch, -1, height, width)
         return [zero_masked(maps, token_visible)]
+
+    @classmethod
+    def lr_layer_count(cls, model: nn.Module) -> int:
+        """Layer-wise lr decay counts every transformer block as a layer (12 for ViT-T)."""
+        return len(model.blocks)
+
+    @classmethod
+    def lr_layer_id(cls, model: nn.Module, name: str) -> int:
+        """0 for the patch embedding, position embedding and prefix tokens, i + 1 for block i, N + 1 for the final
+        norms and the classifier head."""
+        block = numbered(name, "blocks.")
+        if block is not None:
+            return block + 1
+        if name.startswith(("patch_embed.", "pos_embed", "cls_token", "reg_token", "norm_pre.")):
+            return 0
+        if name.startswith(("norm.", "fc_norm.", "head.", "attn_pool.")):
+            return cls.lr_layer_count(model) + 1
+        raise unknown_parameter(cls.family, name)

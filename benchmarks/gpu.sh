@@ -1,19 +1,30 @@
 #!/usr/bin/env bash
-# GPU checks and benchmarks for a lent GPU session (or the CPU with --device cpu), one script, one call.
-#   benchmarks/gpu.sh [--device cuda|cpu] [extra sparse_vs_dense.py arguments]
+# GPU checks and benchmarks for a lent GPU session (or the CPU with --device cpu), one script, one call of ≤ 8 min.
+#   benchmarks/gpu.sh [--device cuda|cpu] [--quick]
+# 1. correctness on the device (benchmarks/gpu_checks.py), 2. host syncs per step for every family
+# (benchmarks/host_syncs.py), 3. encoder and whole training step, eager and compiled, batch 32 and 128, against the
+# masked-dense reference and plain timm (benchmarks/train_step.py, stops starting new runs after its deadline).
+# Results land in $OUT (the device tool's folder) or benchmarks/out: *.log and train_step_<device>.json.
+# --quick: tiny sizes, for a dry run on the CPU that exercises every code path (compiled runs included).
 # On the lent machine (no network) the packages it lacks travel as wheels in .whl/ (mmengine, fvcore and their
 # pure-Python needs); hiermae itself is installed from the working tree. spconv is not needed: no layer picks the
-# spconv backend by default (see BENCHMARKS.md, per-layer backends). Make the wheels here (git-excluded folder):
+# spconv backend by default. Make the wheels here (git-excluded folder):
 #   echo /.whl/ >> .git/info/exclude; mkdir -p .whl; cd .whl
-#   for p in mmengine==0.10.7 addict yapf platformdirs termcolor iopath yacs webdataset==1.0.2 braceexpand; do \
-#     python3 -m pip download --no-deps \
+#   for p in mmengine==0.10.7 addict yapf platformdirs termcolor iopath yacs; do python3 -m pip download --no-deps \
 #     --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux2014_x86_64 -d . $p; done
 #   python3 -m pip wheel --no-deps -w . fvcore==0.1.5.post20221221
 # and carry `.whl` with the device call.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 device=cuda
-if [ "${1:-}" = "--device" ]; then device=$2; shift 2; fi
+quick=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --device) device=$2; shift 2 ;;
+    --quick) quick=1; shift ;;
+    *) echo "gpu.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
 out=${OUT:-benchmarks/out}
 mkdir -p "$out"
 if [ -x .venv/bin/python ]; then
@@ -26,11 +37,18 @@ else
   export PYTHONPATH=$site
 fi
 export PYTHONUNBUFFERED=1
-[ "$device" = cuda ] && { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; \
-  "$python" benchmarks/gpu_checks.py 2>&1 | tee "$out/gpu_checks.log"; }
-"$python" benchmarks/sparse_vs_dense.py --device "$device" --input 224 --batch 32 --mask-ratio 0.75 \
-  --backbones resnet50,convnext_tiny,swin_tiny_patch4_window7_224,vit_small_patch16_224 \
-  --json "$out/sparse_vs_dense_$device.json" "$@" 2>&1 | tee "$out/sparse_vs_dense_$device.log"
-"$python" benchmarks/sparse_backends.py --device "$device" --json "$out/sparse_backends_$device.json" 2>&1 \
-  | tee "$out/sparse_backends_$device.log"
-"$python" benchmarks/swin_host_syncs.py --device "$device" 2>&1 | tee "$out/swin_host_syncs_$device.log"
+start=$(date +%s)
+if [ "$quick" = 1 ]; then
+  size=(--input 64) checks=(--input 64 --batch 2) syncs=(--input 64 --batch 2)
+  steps=(--batches 2 --compiled-batches 2 --backbones resnet18,swin_tiny_patch4_window7_224 --warmup 2 --repeats 2)
+  deadline=900
+else
+  size=() checks=() syncs=(--batch 8) steps=() deadline=330
+fi
+[ "$device" = cuda ] && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+# correctness first: a failed check is reported, and the timings still run
+"$python" benchmarks/gpu_checks.py --device "$device" "${checks[@]}" 2>&1 | tee "$out/gpu_checks_$device.log" || true
+"$python" benchmarks/host_syncs.py --device "$device" "${syncs[@]}" 2>&1 | tail -16 | tee "$out/host_syncs_$device.log"
+"$python" benchmarks/train_step.py --device "$device" "${size[@]}" "${steps[@]}" --deadline "$deadline" \
+  --json "$out/train_step_$device.json" 2>&1 | tee "$out/train_step_$device.log"
+echo "gpu.sh: done in $(( $(date +%s) - start )) s"

@@ -4,7 +4,9 @@
         --mask-ratio 0.75 [--device cpu|cuda] [--json FILE]
 
 For each backbone and mode, in training mode:
-- time: encoder forward + backward (loss = Σ mean of the stage maps), median of `--repeats` runs after warm-up;
+- time: encoder forward + backward (loss = Σ mean of the stage maps), median of `--repeats` runs after warm-up,
+  the dense and sparse steps interleaved (so machine load hits both alike); the sparse encoder gets its plan
+  built beforehand, as the data-loader workers supply it in training;
 - peak memory: CUDA: `torch.cuda.max_memory_allocated` over one step above the memory held before it;
   CPU: how far one step raises the peak resident set (VmHWM, reset just before the step) above the resident set
   before it, each measured in a fresh subprocess after building the encoder and a small warm-up step, so the
@@ -19,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -35,9 +38,9 @@ def make_inputs(batch: int, size: int, ratio: float, device: str) -> tuple[torch
     return images, visible
 
 
-def train_step(encoder: torch.nn.Module, images: torch.Tensor, visible: torch.Tensor) -> None:
+def train_step(encoder: torch.nn.Module, images: torch.Tensor, visible: torch.Tensor, plan: object = None) -> None:
     """One encoder forward and backward."""
-    outputs = encoder(images, visible)
+    outputs = encoder(images, visible, plan)
     sum(output.float().mean() for output in outputs).backward()
     encoder.zero_grad(set_to_none=True)
 
@@ -47,18 +50,21 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def median_step_seconds(encoder, images, visible, device: str, warmup: int, repeats: int) -> float:
-    """Median wall-clock time of a forward+backward step."""
+def interleaved_step_seconds(steps: dict[str, Callable[[], None]], device: str, warmup: int, repeats: int
+                             ) -> dict[str, float]:  # fmt: skip
+    """Median wall-clock time of each step, the steps taking turns so that load on the machine hits all alike."""
     for _ in range(warmup):
-        train_step(encoder, images, visible)
-    times = []
+        for step in steps.values():
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        train_step(encoder, images, visible)
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, step in steps.items():
+            synchronize(device)
+            start = time.perf_counter()
+            step()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def peak_memory_bytes(args: argparse.Namespace, name: str, sparse: bool) -> int:
@@ -93,14 +99,22 @@ def measure(args: argparse.Namespace, name: str) -> dict[str, dict[str, float]]:
     sparse = build_encoder(name, sparse=True, input_size=args.input).to(args.device).train()
     sparse.load_state_dict({k: v for k, v in dense.state_dict().items() if k != "mask_token"})
     images, visible = make_inputs(args.batch, args.input, args.mask_ratio, args.device)
-    results = {}
-    for mode, encoder in (("dense", dense), ("sparse", sparse)):
-        if args.memory_only:
-            results[mode] = {"peak_mib": peak_memory_bytes(args, name, mode == "sparse") / 2**20}
+    encoders = {"dense": dense, "sparse": sparse}
+    if args.memory_only:
+        results = {mode: {"peak_mib": peak_memory_bytes(args, name, mode == "sparse") / 2**20} for mode in encoders}
+        for mode in encoders:
             print(f"{name} {mode}: peak_mib {results[mode]['peak_mib']:.1f}", flush=True)
-            continue
+        return results
+    plan = sparse.plan_for(visible, args.device)
+    steps = {
+        "dense": lambda: train_step(dense, images, visible),
+        "sparse": lambda: train_step(sparse, images, visible, plan),
+    }
+    seconds = interleaved_step_seconds(steps, args.device, args.warmup, args.repeats)
+    results = {}
+    for mode, encoder in encoders.items():
         results[mode] = {
-            "step_ms": 1000 * median_step_seconds(encoder, images, visible, args.device, args.warmup, args.repeats),
+            "step_ms": 1000 * seconds[mode],
             "peak_mib": peak_memory_bytes(args, name, mode == "sparse") / 2**20,
             "gflops": count_flops(encoder, (images, visible)) / 1e9,
         }

@@ -9,9 +9,11 @@ from mmengine.dist import all_reduce_dict
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
+from hiermae.collate import MaskedBatch, MaskPlanner
 from hiermae.encoders import build_encoder
 from hiermae.input_checks import check_input_size, check_mask_leaves_both
 from hiermae.masks import MaskPyramid, check_divisible
+from hiermae.plans import to_device
 from hiermae.registry import DECODERS, LOSSES, MASK_GENERATORS, TARGETS, build_part
 from hiermae.seeding import batch_seeds
 
@@ -23,6 +25,21 @@ class MaskedPretrainer(BaseModel):
     Called as `model(images)` it returns `loss`, `pred` (B×3×H×W in the input's pixel space; None for
     non-invertible targets such as HOG) and `visible` (B×h×w bool). Under an mmengine runner each sample's mask
     is seeded from (`mask_seed`, iteration, sample index), so a resumed run draws the same masks again.
+
+    Masks are drawn and the sparse encoder planned on the host (`MaskPlanner`): in the data-loader workers when
+    the batch arrives with them (`data_samples['masked']`, from `hiermae.collate.MaskCollate`), else here; mask
+    and plan reach the device in one non-blocking copy, and the step itself never waits for the host.
+
+    Args:
+        backbone: a timm model name (`hiermae.build_encoder` lists the families).
+        sparse: compute at visible sites only (True), or run the masked-dense / mask-token reference (False).
+        input_size: the square image size the model trains at (a multiple of the 32-px mask unit).
+        mask, decoder, target, loss: configs of the parts (`type` names one in `hiermae.registry`).
+        mask_seed: base seed of the per-sample masks.
+        compile: `torch.compile` the training step's model computation (encoder, decoder, target, loss; the
+            backward follows): True for the default options ("reduce-overhead", i.e. CUDA graphs, on a GPU), or
+            a dict of `torch.compile` options. Evaluation calls stay eager.
+        data_preprocessor, init_cfg: as for any mmengine `BaseModel`.
     """
 
     def __init__(
@@ -35,6 +52,7 @@ class MaskedPretrainer(BaseModel):
         target: dict[str, Any] | None = None,
         loss: dict[str, Any] | None = None,
         mask_seed: int = 0,
+        compile: bool | dict[str, Any] = False,
         data_preprocessor: dict[str, Any] | None = None,
         init_cfg: dict[str, Any] | None = None,
     ) -> None:
@@ -46,6 +64,9 @@ class MaskedPretrainer(BaseModel):
         self.input_size = input_size
         self.mask_seed = mask_seed
         self.mask_generator = build_part(MASK_GENERATORS, mask or "random")
+        self.compile_options = compile
+        self._mask_planners: dict[str, MaskPlanner] = {}
+        self._compiled_step: Any = None
         check_mask_leaves_both(self.mask_generator, input_size, self.unit)
         self.target = build_part(TARGETS, target or "norm_pixels")
         self.loss_fn = build_part(LOSSES, loss or "mse")
@@ -81,18 +102,56 @@ class MaskedPretrainer(BaseModel):
         return batch_seeds(self.mask_seed, data_samples)
 
     def draw_mask(self, images: torch.Tensor, seeds: torch.Tensor | None = None) -> torch.Tensor:
-        """The B×h×w visible map for a batch of images."""
+        """The B×h×w visible map for a batch of images, on their device."""
         check_divisible(images.shape[-2:], self.unit)
         grid = (images.shape[-2] // self.unit, images.shape[-1] // self.unit)
         return self.mask_generator(images.shape[0], grid, seeds).to(images.device)
 
-    def reconstruct(self, images: torch.Tensor, visible: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Encode the visible units, predict the target for every unit, and score the masked ones."""
-        features = self.encoder(images, visible)
+    def mask_planner(self, device_type: str) -> MaskPlanner:
+        """Draws masks and plans the encoder on the host for steps on `device_type`; data-loader workers hold one
+        (`hiermae.training.plan_in_workers`)."""
+        if device_type not in self._mask_planners:
+            planner = self.encoder.planner(device_type) if self.encoder.sparse else None
+            self._mask_planners[device_type] = MaskPlanner(self.mask_generator, self.unit, planner)
+        return self._mask_planners[device_type]
+
+    def masked_batch(
+        self, inputs: torch.Tensor, data_samples: dict | list[dict] | None, visible: torch.Tensor | None
+    ) -> MaskedBatch:
+        """The batch's mask and plan on the inputs' device: `visible` if given (planned here), else the one drawn
+        in the data-loader worker, else one drawn here from the per-sample seeds."""
+        planner = self.mask_planner(inputs.device.type)
+        drawn = data_samples.get("masked") if isinstance(data_samples, dict) else None
+        if visible is not None:
+            batch = planner.plan(visible.cpu())
+        elif isinstance(drawn, MaskedBatch):
+            batch = drawn
+        else:
+            check_divisible(inputs.shape[-2:], self.unit)
+            grid = (inputs.shape[-2] // self.unit, inputs.shape[-1] // self.unit)
+            batch = planner.draw(inputs.shape[0], grid, self.sample_seeds(data_samples))
+        return to_device(batch, inputs.device)
+
+    def reconstruct(self, images: torch.Tensor, visible: torch.Tensor, plan: Any = None) -> dict[str, torch.Tensor]:
+        """Encode the visible units, predict the target for every unit, and score the masked ones.
+
+        `plan`: the sparse encoder's plan for `visible` on the images' device (built from `visible` if None).
+        """
+        features = self.encoder(images, visible, plan)
         pyramid = MaskPyramid(visible, self.unit)
         prediction = self.decoder(features, [pyramid.at(s) for s in self.encoder.out_strides])
         target = self.target(images, self.unit)
         return {"loss": self.loss_fn(prediction, target, visible), "prediction": prediction}
+
+    def compiled_reconstruct(self, device_type: str) -> Any:
+        """`reconstruct` under `torch.compile` with this model's options (built on first use)."""
+        if self._compiled_step is None:
+            options = dict(self.compile_options) if isinstance(self.compile_options, dict) else {}
+            if device_type == "cuda":
+                options.setdefault("mode", "reduce-overhead")  # CUDA graphs: one launch per captured graph
+            options.setdefault("dynamic", False)  # plans have static shapes: keep the kernels specialised
+            self._compiled_step = torch.compile(self.reconstruct, **options)
+        return self._compiled_step
 
     def forward(
         self,
@@ -103,17 +162,22 @@ class MaskedPretrainer(BaseModel):
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """mode 'loss': {'loss'} for the runner; 'tensor': {'loss', 'pred', 'visible'}; 'predict': per sample."""
         check_input_size(inputs, self.input_size, self.unit, self.encoder.weights_dtype())
-        if visible is None:
-            visible = self.draw_mask(inputs, self.sample_seeds(data_samples))
-        result = self.reconstruct(inputs, visible)
+        batch = self.masked_batch(inputs, data_samples, visible)
+        if mode == "loss" and self.training and self.compile_options:
+            if inputs.is_cuda:
+                torch.compiler.cudagraph_mark_step_begin()
+            result = self.compiled_reconstruct(inputs.device.type)(inputs, batch.visible, batch.plan)
+        else:
+            result = self.reconstruct(inputs, batch.visible, batch.plan)
         if mode == "loss":
             return {"loss": result["loss"]}
         pred = self.target.to_image(result["prediction"], inputs, self.unit)
         if mode == "tensor":
-            return {"loss": result["loss"], "pred": pred, "visible": visible}
+            return {"loss": result["loss"], "pred": pred, "visible": batch.visible}
         if mode == "predict":
             return [
-                {"pred": None if pred is None else pred[i], "visible": visible[i]} for i in range(inputs.shape[0])
+                {"pred": None if pred is None else pred[i], "visible": batch.visible[i]}
+                for i in range(inputs.shape[0])
             ]
         raise ValueError(f"unknown mode {mode!r}; use 'loss', 'tensor' or 'predict'")
 

@@ -7,11 +7,14 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
-from mmengine.model import MMDistributedDataParallel
+from mmengine.model import MMDistributedDataParallel, is_model_wrapper
 from mmengine.registry import MODEL_WRAPPERS
+from mmengine.runner import Runner
 
+from hiermae.collate import MaskCollate
 from hiermae.config_check import check_config_keys, check_option_keys
 from hiermae.datasets import place_file_list_caches
+from hiermae.pretrainer import MaskedPretrainer
 from hiermae.resume import checkpoint_to_resume
 from hiermae.sparse.norm import AllReduceBatchNorm2d
 
@@ -79,9 +82,10 @@ def build_config(
     amp: bool = False,
     cfg_options: dict[str, Any] | None = None,
     launcher: str = "none",
+    compile: bool = False,
 ) -> Config:
     """Load `config` and apply the command-line choices; `resume='auto'` resumes from the work dir's newest intact
-    checkpoint (`NothingToResumeError` when there is none).
+    checkpoint (`NothingToResumeError` when there is none); `compile` turns on `torch.compile` (`enable_compile`).
 
     Unknown keys, in the options or in the config's constructor dicts, raise `UnknownConfigKeyError`.
     """
@@ -100,8 +104,45 @@ def build_config(
     place_file_list_caches(cfg)
     if amp:
         enable_amp(cfg)
+    if compile:
+        enable_compile(cfg)
     if resume == "auto":
         cfg.resume, cfg.load_from = True, str(checkpoint_to_resume(cfg.work_dir))
     elif resume:
         cfg.resume, cfg.load_from = True, resume
     return cfg
+
+
+def enable_compile(cfg: Config) -> None:
+    """`torch.compile` the training step: for masked pretraining the model's own compiled computation
+    (`MaskedPretrainer(compile=True)`: CUDA graphs on a GPU), for other models mmengine's compiled train step."""
+    if cfg.model.get("type") == "MaskedPretrainer":
+        cfg.model.compile = True
+    else:
+        cfg.compile = True
+
+
+def plan_in_workers(runner: Runner) -> None:
+    """Have the data-loader workers draw each batch's masks and build the sparse plans (`MaskCollate`).
+
+    Applies to masked pretraining whose data loader samples with `IterationBatchSampler` (the workers then know
+    each batch's iteration, which seeds its masks); otherwise the model draws them in its step, as before. Must
+    run before `runner.train()` builds the data loader from its config.
+    """
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    loader = runner._train_dataloader  # still the config dict: mmengine builds the loader in train()
+    if not isinstance(model, MaskedPretrainer) or not isinstance(loader, dict):
+        return
+    batch_sampler = loader.get("batch_sampler")
+    if not isinstance(batch_sampler, dict) or batch_sampler.get("type") != "IterationBatchSampler":
+        return
+    device_type = next(model.parameters()).device.type
+    loader["dataset"] = dict(type="DrawnDataset", dataset=loader["dataset"])
+    loader["collate_fn"] = MaskCollate(model.mask_planner(device_type), model.mask_seed, model.input_size)
+
+
+def build_runner(cfg: Config) -> Runner:
+    """mmengine's runner for `cfg`, with masks and plans drawn in the data-loader workers where possible."""
+    runner = Runner.from_cfg(cfg)
+    plan_in_workers(runner)
+    return runner

@@ -1,11 +1,11 @@
 """Swin adapter: equal to timm with nothing masked, equal to a per-window brute force with masks, mask-blind."""
 
+import dataclasses
 import re
 
 import pytest
 import timm
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from hiermae.backbones.swin import SwinEncoder
 from hiermae.encoders import build_encoder
@@ -150,6 +150,32 @@ def test_masked_equals_per_window_brute_force(config: str, mask: str) -> None:
 
 
 @pytest.mark.parametrize("config", list(SMALL_CONFIGS))
+def test_shared_mask_fast_path_equals_the_per_sample_path_with_gradients(config: str) -> None:
+    """One plan for a batch that shares its mask (GreenMIM's path) against packing every sample (training mode,
+    outputs and every parameter and input gradient); both equal the per-window brute force in the test above."""
+    encoder = small_encoder(config).train()
+    size = encoder.input_size
+    visible = MASK_GENERATORS.build({"type": "batch_shared", "mask_ratio": 0.75})(3, (size // 32,) * 2, torch.arange(3))
+    images = torch.randn(3, 3, size, size)
+    weights = [torch.randn(3, c, size // s, size // s) for c, s in zip(encoder.out_channels, encoder.out_strides)]
+    results = []
+    for share_masks in (True, False):
+        planner = dataclasses.replace(encoder.planner("cpu"), share_masks=share_masks)
+        plan = planner(visible)
+        assert plan[0].packings[0].samples == (3 if share_masks else 1)
+        inputs = images.clone().requires_grad_(True)
+        encoder.zero_grad(set_to_none=True)
+        torch.manual_seed(1)  # the same stochastic-depth draws (one per sample) on both paths
+        outputs = encoder(inputs, visible, plan)
+        sum((o * w).sum() for o, w in zip(outputs, weights, strict=True)).backward()
+        grads = [inputs.grad] + [p.grad for p in encoder.parameters() if p.grad is not None]
+        results.append(([o.detach() for o in outputs], grads))
+    (shared_out, shared_grads), (single_out, single_grads) = results
+    assert max(max_errors(shared_out, single_out)) <= 1e-5
+    assert len(shared_grads) == len(single_grads) and max(max_errors(shared_grads, single_grads)) <= 1e-4
+
+
+@pytest.mark.parametrize("config", list(SMALL_CONFIGS))
 def test_empty_windows_and_single_visible_unit(config: str) -> None:
     encoder = small_encoder(config)
     size = encoder.input_size
@@ -232,50 +258,3 @@ def test_wrong_inputs_raise() -> None:
     with pytest.raises(ValueError, match="divisible"):
         SwinEncoder(TINY, input_size=100)
     assert SwinEncoder.supports("swin_base_patch4_window12_384") and not SwinEncoder.supports("swinv2_tiny_window8_256")
-
-
-class HostWaits(TorchDispatchMode):
-    """Records the ops that would make the host wait for a GPU (data-dependent shapes, scalar reads), except
-    inside `SwinEncoder.host_plan`, which works on a CPU copy of the mask."""
-
-    WAITING = {"nonzero", "_unique", "_unique2", "unique_dim", "unique_consecutive", "masked_select", "bincount",
-               "_local_scalar_dense", "is_nonzero", "equal"}  # fmt: skip
-    INDEXING = {"index", "index_put", "index_put_", "_index_put_impl_"}  # data-dependent with a bool mask
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.on_host, self.waits = False, []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = func.overloadpacket.__name__
-        bool_index = name in self.INDEXING and any(
-            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1]
-        )
-        if not self.on_host and (name in self.WAITING or bool_index):
-            self.waits.append(name)
-        return func(*args, **(kwargs or {}))
-
-
-def test_only_the_host_plan_reads_data_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    encoder = small_encoder("window7_64px").train()
-    visible = MASK_GENERATORS.build({"type": "random", "mask_ratio": 0.75})(2, (2, 2), torch.arange(2))
-    host_plan, waits = SwinEncoder.host_plan, HostWaits()
-
-    def on_host(self: SwinEncoder, visible: torch.Tensor) -> list:
-        waits.on_host = True
-        try:
-            return host_plan(self, visible)
-        finally:
-            waits.on_host = False
-
-    def tolist(tensor: torch.Tensor) -> list:
-        if not waits.on_host:
-            waits.waits.append("tolist")
-        return to_list(tensor)
-
-    to_list = torch.Tensor.tolist
-    monkeypatch.setattr(SwinEncoder, "host_plan", on_host)
-    monkeypatch.setattr(torch.Tensor, "tolist", tolist)
-    with waits:
-        sum(output.mean() for output in encoder(torch.randn(2, 3, 64, 64), visible)).backward()
-    assert waits.waits == []

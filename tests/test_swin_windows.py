@@ -5,8 +5,8 @@ import torch
 from timm.models.swin_transformer import SwinTransformerBlock, get_relative_position_index, window_partition
 
 from hiermae.backbones.swin import SwinEncoder
-from hiermae.backbones.swin_windows import WindowGeometry, pack_groups, pack_windows, tensor_leaves, to_device
-from hiermae.masks import MaskPyramid
+from hiermae.backbones.swin_windows import WindowGeometry, pack_groups, pack_windows
+from hiermae.plans import tensor_leaves, to_device
 from hiermae.registry import MASK_GENERATORS
 
 
@@ -66,7 +66,7 @@ def packed_attention_pairs(block: SwinTransformerBlock, visible: torch.Tensor) -
     bins, slots = packing.token_bin, packing.token_offset
     same_bin = bins.unsqueeze(1) == bins.unsqueeze(0)
     pair_bins, rows, cols = bins.unsqueeze(1).expand_as(same_bin), slots.unsqueeze(1), slots.unsqueeze(0)
-    index = packing.bias_index[pair_bins, rows, cols]
+    index = packing.bias_index(packing.blocked())[pair_bins, rows, cols]
     allowed = same_bin & (index != geometry.num_relative_positions)
     relative = torch.where(allowed, index, -1)
     return allowed, relative
@@ -110,17 +110,17 @@ def test_padding_overhead_of_swin_tiny_is_small(mask_ratio: float) -> None:
 def test_bias_by_matmul_equals_bias_by_gather_with_gradients():
     """The GPU path (one-hot matmuls) and the CPU path (table gather) give the same bias and table gradient."""
     import hiermae
-    from hiermae.backbones.swin_sparse import packed_bias_by_gather, packed_bias_by_matmul
+    from hiermae.backbones.swin_sparse import packed_bias_by_gather, packed_bias_by_matmul, packed_masks
 
     encoder = hiermae.build_encoder("swin_tiny_patch4_window7_224", input_size=224)
     block = encoder.model.layers[0].blocks[1]
     torch.nn.init.normal_(block.attn.relative_position_bias_table)
     visible = hiermae.masks.RandomMask(0.75)(2, (7, 7), torch.arange(2))
-    packing = encoder.plan(hiermae.MaskPyramid(visible, 32))[0].packings[1]  # the shifted block of stage 1
+    packing = encoder.planner("cpu")(visible)[0].packings[1]  # the shifted geometry of stage 1
     results = []
-    for build in (packed_bias_by_gather, packed_bias_by_matmul):
+    for build, by_matmul in ((packed_bias_by_gather, False), (packed_bias_by_matmul, True)):
         block.attn.relative_position_bias_table.grad = None
-        bias = build(block.attn, packing)
+        bias = build(block.attn, packed_masks(packing, by_matmul))
         finite = torch.isfinite(bias)
         (bias[finite] * torch.linspace(0, 1, int(finite.sum()))).sum().backward()
         results.append((bias, finite, block.attn.relative_position_bias_table.grad.clone()))
@@ -138,21 +138,23 @@ def test_plan_packs_each_stage_geometry_once_and_its_blocks_share_it(monkeypatch
     monkeypatch.setattr(swin, "pack_windows", lambda *args: calls.append(args[2]) or pack_windows(*args))
     encoder = SwinEncoder("swin_tiny_patch4_window7_224", input_size=224)
     visible = MASK_GENERATORS.build({"type": "random", "mask_ratio": 0.75})(2, (7, 7), torch.arange(2))
-    plans = encoder.plan(MaskPyramid(visible, 32))
+    plans = encoder.planner("cpu")(visible)
     assert len(calls) == len(set(calls)) == 7
     for plan, stage in zip(plans, encoder.model.layers, strict=True):
-        assert len(plan.packings) == len(stage.blocks)
-        assert all(packing is plan.packings[i % 2] for i, packing in enumerate(plan.packings))
+        assert len(plan.block_packing) == len(stage.blocks)
+        assert plan.block_packing == [i % len(plan.packings) for i in range(len(stage.blocks))]
 
 
 def test_plan_moves_to_another_device_in_one_copy_keeping_shapes_and_sharing() -> None:
     """`to_device` as on a GPU, with the meta device standing in: every CPU tensor moves, views of one buffer."""
     encoder = SwinEncoder("swin_tiny_patch4_window7_224", input_size=224)
     visible = MASK_GENERATORS.build({"type": "random", "mask_ratio": 0.75})(2, (7, 7), torch.arange(2))
-    plans = encoder.plan(MaskPyramid(visible, 32))
+    plans = encoder.planner("cpu")(visible)
     moved = to_device(plans, torch.device("meta"))
     before, after = tensor_leaves(plans), tensor_leaves(moved)
     assert [t.shape for t in before] == [t.shape for t in after] and all(t.is_meta for t in after)
-    assert all(t._base is not None for t in after) and len({id(t._base) for t in after}) == 1
-    for plan in moved:
-        assert all(packing is plan.packings[i % 2] for i, packing in enumerate(plan.packings))
+    assert [t.dtype for t in before] == [t.dtype for t in after]
+    storage_sizes = {t.untyped_storage().nbytes() for t in after}  # all views of one buffer holding them all
+    assert len(storage_sizes) == 1 and storage_sizes.pop() >= sum(t.numel() * t.element_size() for t in before)
+    index_tables = [packing.relative_position_index for plan in moved for packing in plan.packings]
+    assert all(table is index_tables[0] for table in index_tables[:4])  # stage 0-1 windows share one table

@@ -6,12 +6,11 @@
 import argparse
 
 from mmengine.config import DictAction
-from mmengine.runner import Runner
 
 import hiermae  # noqa: F401  (registers hiermae's models, datasets and hooks)
 from hiermae.checkpoint import configure_checkpoint_io
 from hiermae.hooks import ReconstructionHook, TrainingSummaryHook
-from hiermae.training import build_config
+from hiermae.training import build_config, build_runner
 
 
 def main() -> None:
@@ -21,7 +20,7 @@ def main() -> None:
     parser.add_argument("--cfg-options", nargs="+", action=DictAction)
     args = parser.parse_args()
     configure_checkpoint_io()
-    runner = Runner.from_cfg(build_config(args.config, work_dir=args.work_dir, cfg_options=args.cfg_options))
+    runner = build_runner(build_config(args.config, work_dir=args.work_dir, cfg_options=args.cfg_options))
     runner.train()
     summary = next(h for h in runner.hooks if isinstance(h, TrainingSummaryHook))
     grid = next(h for h in runner.hooks if isinstance(h, ReconstructionHook)).last_path

@@ -1,6 +1,6 @@
 """Train from an mmengine config: masked pretraining, or the downstream detection / segmentation configs.
 
-    python tools/train.py CONFIG [--work-dir D] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
+    python tools/train.py CONFIG [--work-dir D] [--resume [CKPT]] [--amp] [--compile] [--cfg-options k=v ...]
                                  [--launcher none|pytorch] [--trust-checkpoint]
 """
 
@@ -8,11 +8,10 @@ import argparse
 import os
 
 from mmengine.config import DictAction
-from mmengine.runner import Runner
 
 import hiermae  # noqa: F401  (registers hiermae's models, datasets and hooks)
 from hiermae.checkpoint import check_run_checkpoint, configure_checkpoint_io
-from hiermae.training import build_config, init_cpu_process_group
+from hiermae.training import build_config, build_runner, init_cpu_process_group
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -24,6 +23,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="resume from CKPT, or from the work dir's last checkpoint when no path is given",
     )  # fmt: skip
     parser.add_argument("--amp", action="store_true", help="mixed precision (bf16 on CPU, fp16 on GPU)")
+    parser.add_argument(
+        "--compile", action="store_true",
+        help="torch.compile the training step (CUDA graphs on a GPU); the first steps take the compile time",
+    )  # fmt: skip
     parser.add_argument(
         "--trust-checkpoint", action="store_true",
         help="unpickle --resume / load_from / init_cfg checkpoints in full (can run code in them; default: data only)",
@@ -45,10 +48,11 @@ def main(argv: list[str] | None = None) -> None:
         amp=args.amp,
         cfg_options=args.cfg_options,
         launcher=args.launcher,
+        compile=args.compile,
     )
     if args.launcher == "pytorch":
         init_cpu_process_group(cfg)
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     check_run_checkpoint(runner.model, cfg, trust=args.trust_checkpoint)
     runner.train()
 

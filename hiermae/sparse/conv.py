@@ -38,18 +38,44 @@ def scatter_dense(x: torch.Tensor, sites: Sites) -> torch.Tensor:
     return grid.view(sites.batch_size, height, width, x.shape[1]).permute(0, 3, 1, 2)
 
 
+def pixel_tiles(
+    images: torch.Tensor, visible: torch.Tensor, units: torch.Tensor, unit: int, halo: int
+) -> torch.Tensor:
+    """(U, C, T, T) pixel tiles of the visible units with a `halo` border, T = unit + 2·halo; pixels of masked
+    units and outside the image read as zero. Only the (U, 3) unit table is needed, no per-pixel table."""
+    batch, channels, height, width = images.shape
+    grid_h, grid_w = height // unit, width // unit
+    b, y, x = units.unbind(1)
+    blocks = images.view(batch, channels, grid_h, unit, grid_w, unit)  # B C h u w u
+    if halo == 0:
+        return blocks[b, :, y, :, x, :]  # U C u u
+    keep = visible.to(images.dtype)[:, None, :, None, :, None]  # B 1 h 1 w 1
+    masked = (blocks * keep).view(batch, channels, height, width)
+    padded = F.pad(masked, (halo, halo, halo, halo))
+    size = unit + 2 * halo
+    windows = padded.unfold(2, size, unit).unfold(3, size, unit)  # B C h w T T (overlapping views)
+    return windows[b, :, y, x]  # U C T T
+
+
+def conv_tiles(
+    tiles: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, groups: int, per_unit: int
+) -> torch.Tensor:
+    """Convolve (U, C, T, T) tiles without padding into unit-major rows; `per_unit` is the input sites per unit
+    side, and the output must keep unit alignment (per_unit / stride sites per side)."""
+    out = F.conv2d(tiles, weight, bias, stride=stride, groups=groups)
+    expected = per_unit // stride
+    if out.shape[-1] != expected:
+        raise ValueError(f"kernel {tuple(weight.shape[-2:])}, stride {stride} on {tiles.shape[-1]}-site tiles do "
+                         f"not keep unit alignment ({per_unit} sites per unit -> {out.shape[-1]}, not {expected})")
+    return rows_from_tiles(out)
+
+
 def tile_conv(
     x: torch.Tensor, sites: Sites, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, padding: int,
     groups: int = 1,
 ) -> torch.Tensor:
     """Convolve visible units as tiles; output rows are the visible sites at `stride` × the input stride."""
-    tiles = gather_tiles(x, sites, padding)
-    out = F.conv2d(tiles, weight, bias, stride=stride, groups=groups)
-    expected = sites.per_unit // stride
-    if out.shape[-1] != expected:
-        raise ValueError(f"kernel {tuple(weight.shape[-2:])}, stride {stride}, padding {padding} do not keep "
-                         f"unit alignment ({sites.per_unit} sites per unit -> {out.shape[-1]}, not {expected})")
-    return rows_from_tiles(out)
+    return conv_tiles(gather_tiles(x, sites, padding), weight, bias, stride, groups, sites.per_unit)
 
 
 def tile_max_pool(x: torch.Tensor, sites: Sites, kernel: int, stride: int, padding: int) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 An adapter walks timm's modules and calls `engine.conv(x, module)`, `engine.batch_norm(x, module)`, ...; the
 engine decides how: `MaskedDenseEngine` (hiermae.sparse.masked_dense) runs the module on the zero-filled grid and
-zeroes masked outputs, `SparseEngine` (hiermae.sparse.sparse_engine) computes on visible-site rows only.
+zeroes masked outputs, `SparseEngine` (hiermae.sparse.sparse_engine) computes on visible-site rows only, and
+`PlanningEngine` (hiermae.sparse.planning) computes nothing but records which site tables the sparse walk reads.
 """
 
 from abc import ABC, abstractmethod
@@ -25,8 +26,8 @@ class Engine(ABC):
     """Masked-image semantics for the ops of a CNN: outputs exist at visible sites only."""
 
     @abstractmethod
-    def images(self, images: torch.Tensor) -> FeatureMap:
-        """The input pixels as a stride-1 map (masked pixels are never read)."""
+    def stem(self, images: torch.Tensor, conv: nn.Conv2d) -> FeatureMap:
+        """The backbone's first conv, on the B×C×H×W input pixels (masked pixels are never read)."""
 
     @abstractmethod
     def conv(self, x: FeatureMap, conv: nn.Conv2d) -> FeatureMap:

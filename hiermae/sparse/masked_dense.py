@@ -21,8 +21,8 @@ class MaskedDenseEngine(Engine):
     def _zeroed(self, data: torch.Tensor, stride: int) -> FeatureMap:
         return FeatureMap(data.masked_fill(~self.masks.at(stride)[:, None], 0), stride)
 
-    def images(self, images: torch.Tensor) -> FeatureMap:
-        return self._zeroed(images, 1)
+    def stem(self, images: torch.Tensor, conv: nn.Conv2d) -> FeatureMap:
+        return self.conv(self._zeroed(images, 1), conv)
 
     def conv(self, x: FeatureMap, conv: nn.Conv2d) -> FeatureMap:
         _, stride, _ = conv_hyperparameters(conv)

@@ -3,23 +3,52 @@
 Sites are stored unit-major: all sites of the first visible unit (row-major inside the unit), then the next unit.
 With this order a stage's features `(N, C)` reshape for free into per-unit tiles `(U, u, u, C)`, a stride-2
 layer's output is again unit-major at the coarser stride, and the tables below are built once per batch and stride.
+
+Every table's shape depends only on the number of visible units U (fixed per batch by the exact-count mask
+generators), never on which units are visible. `SitePlan` holds the units and the tables a sparse CNN will ask
+for, built on the host (`build_site_plan`), so the device computes no table and never waits for the host.
 """
+
+from dataclasses import dataclass, field
 
 import torch
 
 from hiermae.masks import MaskPyramid
 
+TableKey = tuple[int, str, int]  # (stride, table name, parameter): e.g. (8, "tiles", 1), (4, "neighbours", 3)
+
 
 class Sites:
     """The visible sites at one stride: `u×u` sites for each visible mask unit (`u` = unit / stride)."""
 
-    def __init__(self, units: torch.Tensor, batch_size: int, unit_grid: tuple[int, int], per_unit: int) -> None:
+    def __init__(
+        self,
+        units: torch.Tensor,
+        batch_size: int,
+        unit_grid: tuple[int, int],
+        per_unit: int,
+        tables: dict[tuple[str, int], torch.Tensor] | None = None,
+    ) -> None:
         self.units = units  # (U, 3) long: batch, unit row, unit column of every visible unit
         self.batch_size = batch_size
         self.unit_grid = unit_grid
         self.per_unit = per_unit
-        self._tables: dict[tuple[str, int], torch.Tensor] = {}
+        self._tables: dict[tuple[str, int], torch.Tensor] = dict(tables or {})  # prebuilt on the host, or lazy
         self.cache: dict[str, object] = {}  # backend state shared by the layers of a stage (e.g. spconv pairs)
+
+    def built_tables(self) -> list[tuple[str, int]]:
+        """(name, parameter) of the tables held so far."""
+        return list(self._tables)
+
+    def table(self, name: str, parameter: int) -> torch.Tensor:
+        """The table `name` ("index", "batch", "flat", "lookup", "tiles", "neighbours") for `parameter`."""
+        if name == "index":
+            return self.index
+        if name == "batch":
+            return self.batch
+        if name == "flat":
+            return self.flat
+        return getattr(self, name)(parameter)
 
     @property
     def num_units(self) -> int:
@@ -50,7 +79,9 @@ class Sites:
     @property
     def batch(self) -> torch.Tensor:
         """(N,) long: the sample each site belongs to."""
-        return self.index[:, 0]
+        if ("batch", 0) not in self._tables:
+            self._tables[("batch", 0)] = self.units[:, 0].repeat_interleave(self.per_unit**2)
+        return self._tables[("batch", 0)]
 
     @property
     def flat(self) -> torch.Tensor:
@@ -99,14 +130,48 @@ class Sites:
         return self._tables[("neighbours", kernel)]
 
 
-class SitePyramid:
-    """The visible sites at every stride of one batch's mask, built lazily and cached."""
+@dataclass(frozen=True)
+class SitePlan:
+    """A batch's visible units and the site tables a sparse CNN reads, built on the host (`build_site_plan`)."""
 
-    def __init__(self, visible: torch.Tensor, unit: int) -> None:
+    units: torch.Tensor  # (U, 3) long: batch, unit row, unit column of every visible unit, row-major
+    tables: dict[TableKey, torch.Tensor] = field(default_factory=dict)
+
+
+def visible_units(visible: torch.Tensor) -> torch.Tensor:
+    """(U, 3) long, row-major: the visible units of a B×h×w map (on a GPU this waits for the device)."""
+    return visible.nonzero().contiguous()
+
+
+def build_site_plan(visible: torch.Tensor, unit: int, manifest: frozenset[TableKey]) -> SitePlan:
+    """The units of a B×h×w visible map and every table named in `manifest`, computed where `visible` lives
+    (the CPU, for a plan that the device never waits for)."""
+    pyramid = SitePyramid(visible, unit)
+    tables = {key: pyramid.at(key[0]).table(key[1], key[2]) for key in sorted(manifest)}
+    return SitePlan(pyramid.units, tables)
+
+
+class SitePyramid:
+    """The visible sites at every stride of one batch's mask; tables come from `plan`, or are built lazily."""
+
+    def __init__(self, visible: torch.Tensor, unit: int, plan: SitePlan | None = None) -> None:
         self.masks = MaskPyramid(visible, unit)
         self.unit = unit
-        self.units = visible.nonzero().contiguous()
+        self.units = visible_units(visible) if plan is None else plan.units
+        self._prebuilt: dict[int, dict[tuple[str, int], torch.Tensor]] = {}
+        for (stride, name, parameter), table in (plan.tables if plan is not None else {}).items():
+            self._prebuilt.setdefault(stride, {})[(name, parameter)] = table
         self._levels: dict[int, Sites] = {}
+
+    def table_keys(self) -> list[TableKey]:
+        """(stride, name, parameter) of every table built or supplied so far, except the intermediates that only
+        serve to build others (`index`, `lookup`)."""
+        return [
+            (stride, name, parameter)
+            for stride, sites in self._levels.items()
+            for name, parameter in sites.built_tables()
+            if name not in ("index", "lookup")
+        ]
 
     def at(self, stride: int) -> Sites:
         """The sites at `stride` (a divisor of the mask unit; 1 means pixels)."""
@@ -115,5 +180,7 @@ class SitePyramid:
                 raise ValueError(f"stride {stride} does not divide the mask unit {self.unit}")
             visible = self.masks.visible
             grid = (visible.shape[1], visible.shape[2])
-            self._levels[stride] = Sites(self.units, visible.shape[0], grid, self.unit // stride)
+            self._levels[stride] = Sites(
+                self.units, visible.shape[0], grid, self.unit // stride, self._prebuilt.get(stride)
+            )
         return self._levels[stride]

@@ -1,5 +1,5 @@
 """The sparse path: every op computes on visible-site rows `(N, C)` only, with per-stride site tables shared by
-all layers of a stage (built once per batch by `SitePyramid`)."""
+all layers of a stage (built on the host as a `SitePlan`, or lazily by `SitePyramid`)."""
 
 from collections.abc import Callable
 
@@ -12,7 +12,7 @@ from hiermae.sparse.depthwise import gather_depthwise
 from hiermae.sparse.engine import Engine, FeatureMap, conv_hyperparameters
 from hiermae.sparse.masked_dense import pool_stride
 from hiermae.sparse.norm import batch_norm_sites, grn_sites, layer_norm_sites
-from hiermae.sparse.sites import SitePyramid, Sites
+from hiermae.sparse.sites import SitePlan, SitePyramid, Sites
 
 
 class SparseEngine(Engine):
@@ -20,16 +20,26 @@ class SparseEngine(Engine):
 
     `choose(kind, kernel, per_unit, channels, device)` names the backend of each stride-1 spatial conv
     (`kind` is "conv" or "depthwise"); the default is the measured table in `hiermae.sparse.backends`.
+    `plan` (from `build_site_plan`, on `visible`'s device) supplies the units and tables; without it they are
+    computed here, which on a GPU waits once for the device (the visible units' count).
     """
 
-    def __init__(self, visible: torch.Tensor, unit: int, choose: BackendChoice = measured_backend) -> None:
-        self.sites = SitePyramid(visible, unit)
+    def __init__(
+        self,
+        visible: torch.Tensor,
+        unit: int,
+        choose: BackendChoice = measured_backend,
+        plan: SitePlan | None = None,
+    ) -> None:
+        self.visible = visible
+        self.sites = SitePyramid(visible, unit, plan)
         self.choose = choose
 
-    def images(self, images: torch.Tensor) -> FeatureMap:
-        sites = self.sites.at(1)
-        rows = images.permute(0, 2, 3, 1).reshape(-1, images.shape[1]).index_select(0, sites.flat)
-        return FeatureMap(rows, 1)
+    def stem(self, images: torch.Tensor, conv: nn.Conv2d) -> FeatureMap:
+        kernel, stride, padding = conv_hyperparameters(conv)
+        tiles = site_conv.pixel_tiles(images, self.visible, self.sites.units, self.sites.unit, padding)
+        out = site_conv.conv_tiles(tiles, conv.weight, conv.bias, stride, conv.groups, self.sites.unit)
+        return FeatureMap(out, stride)
 
     def conv(self, x: FeatureMap, conv: nn.Conv2d) -> FeatureMap:
         kernel, stride, padding = conv_hyperparameters(conv)

@@ -1,7 +1,7 @@
 # AdamW (MAE's betas and weight decay) with linear warm-up then cosine decay, counted in iterations.
 max_iters = 600
 warmup_iters = 50
-train_cfg = dict(type="IterBasedTrainLoop", max_iters=max_iters)
+train_cfg = dict(type="ResumableIterBasedTrainLoop", max_iters=max_iters)  # resumes without re-reading data
 optim_wrapper = dict(
     type="OptimWrapper",
     optimizer=dict(type="AdamW", lr=1.5e-3, betas=(0.9, 0.95), weight_decay=0.05),

@@ -6,7 +6,10 @@ train_dataloader = dict(
     batch_size=64,
     num_workers=8,
     persistent_workers=True,
-    sampler=dict(type="DefaultSampler", shuffle=True),
+    # endless shuffled passes with no restart between them; each batch knows its iteration, so the workers draw
+    # its masks and sparse plans (hiermae.sampling, hiermae.collate) and a resumed run continues the same order
+    sampler=dict(type="InfiniteIndexSampler", shuffle=True),
+    batch_sampler=dict(type="IterationBatchSampler"),
     collate_fn=dict(type="pseudo_collate"),
     dataset=dict(type="ImageFolder", root="data/images", image_size=image_size),
 )
