@@ -10,7 +10,8 @@
 # pure-Python needs); hiermae itself is installed from the working tree. spconv is not needed: no layer picks the
 # spconv backend by default. Make the wheels here (git-excluded folder):
 #   echo /.whl/ >> .git/info/exclude; mkdir -p .whl; cd .whl
-#   for p in mmengine==0.10.7 addict yapf platformdirs termcolor iopath yacs; do python3 -m pip download --no-deps \
+#   for p in mmengine==0.10.7 addict yapf platformdirs termcolor iopath yacs webdataset==1.0.2 braceexpand; do \
+#     python3 -m pip download --no-deps \
 #     --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux2014_x86_64 -d . $p; done
 #   python3 -m pip wheel --no-deps -w . fvcore==0.1.5.post20221221
 # and carry `.whl` with the device call.
