@@ -21,7 +21,7 @@ from mmengine.logging import print_log
 from mmengine.registry import DATA_SAMPLERS, DATASETS, LOOPS
 from mmengine.runner import IterBasedTrainLoop
 from mmengine.runner.loops import _InfiniteDataloaderIterator
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, IterableDataset, Sampler
 
 from hiermae.seeding import mix_seed
 
@@ -128,13 +128,17 @@ class DrawnDataset(Dataset):
 
 @LOOPS.register_module()
 class ResumableIterBasedTrainLoop(IterBasedTrainLoop):
-    """`IterBasedTrainLoop` whose resume moves an `IterationBatchSampler` to the resumed iteration directly."""
+    """`IterBasedTrainLoop` whose resume moves an `IterationBatchSampler` to the resumed iteration directly, and
+    lets a streaming (iterable) dataset start a new pass instead of reading the skipped batches."""
 
     def run(self) -> torch.nn.Module:
         batch_sampler = getattr(self.dataloader, "batch_sampler", None)
-        if not isinstance(batch_sampler, IterationBatchSampler):
+        streaming = isinstance(self.dataloader.dataset, IterableDataset)  # e.g. ImageShards: nothing to skip to
+        if not (streaming or isinstance(batch_sampler, IterationBatchSampler)):
             return super().run()
-        if self._iter > 0:
+        if self._iter > 0 and streaming:
+            print_log(f"data resumed at iteration {self._iter}: the stream starts a new pass (none re-read)", "current")
+        elif self._iter > 0:
             batch_sampler.skip_to(self._iter)
             self.dataloader_iterator = _InfiniteDataloaderIterator(self.dataloader)
             print_log(f"data resumed at iteration {self._iter}: no batch is read twice", "current")

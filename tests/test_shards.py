@@ -160,16 +160,16 @@ def test_make_shards_packs_a_folder_and_refuses_an_output_inside_it(folder, tmp_
     assert not (folder / "shards").exists()
 
 
-def train_on(config: str, root: Path, work_dir: Path) -> str:
+def train_on(config: str, root: Path, work_dir: Path, *args: str, iters: int = 6) -> str:
     """A few ResNet-18 iterations of a shipped 224-px data config, shrunk to 64 px, with 2 data-loader workers."""
     repo = Path(__file__).parents[1]
     options = [
         "model.backbone=resnet18", "model.input_size=64", "model.decoder.width=32", "warmup_iters=2",
         "train_dataloader.dataset.image_size=64", f"train_dataloader.dataset.root={root}",
-        "train_dataloader.batch_size=8", "train_dataloader.num_workers=2", "train_cfg.max_iters=6",
+        "train_dataloader.batch_size=8", "train_dataloader.num_workers=2", f"train_cfg.max_iters={iters}",
         "default_hooks.logger.interval=2", "custom_hooks.0.interval=6",
     ]  # fmt: skip
-    command = [sys.executable, str(repo / "tools/train.py"), str(repo / config), "--work-dir", str(work_dir)]
+    command = [sys.executable, str(repo / "tools/train.py"), str(repo / config), "--work-dir", str(work_dir), *args]
     result = subprocess.run(
         [*command, "--cfg-options", *options], cwd=repo, capture_output=True, text=True, timeout=600,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -185,6 +185,8 @@ def test_the_shard_config_pretrains_past_one_pass_without_restarting(folder, tmp
     assert "Iter(train) [6/6]" in log  # 48 images drawn from 21: three passes
     assert "Reach the end of the dataloader" not in log and "Length of IterableDataset" not in log
     assert (tmp_path / "work" / "iter_6.pth").exists() and (tmp_path / "work" / "reconstructions").is_dir()
+    log = train_on("configs/pretrain/hiermae_resnet50_224px_shards.py", root, tmp_path / "work", "--resume", iters=8)
+    assert "the stream starts a new pass" in log and "Advance dataloader" not in log and "Iter(train) [8/8]" in log
 
 
 @pytest.mark.slow
