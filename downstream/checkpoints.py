@@ -47,11 +47,12 @@ def backbone_family(name: str) -> str:
 
 
 def create_timm_model(
-    name: str, input_size: int = DEFAULT_INPUT_SIZE, num_classes: int | None = None
+    name: str, input_size: int = DEFAULT_INPUT_SIZE, num_classes: int | None = None, **timm_kwargs: object
 ) -> torch.nn.Module:
-    """`timm.create_model(name)` at `input_size` (Swin and ViT weights depend on it), randomly initialised."""
+    """`timm.create_model(name)` at `input_size` (Swin and ViT weights depend on it), randomly initialised;
+    `timm_kwargs` (e.g. `drop_path_rate`) go to timm."""
     family = backbone_family(name)
-    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    kwargs = dict(timm_kwargs) if num_classes is None else {**timm_kwargs, "num_classes": num_classes}
     if family in ("swin", "vit"):
         kwargs["img_size"] = input_size
     return timm.create_model(name, pretrained=False, **kwargs)

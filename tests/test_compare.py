@@ -3,11 +3,13 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from mmengine.config import Config
 
+from hiermae.compare import comparison
 from hiermae.compare.comparison import (
     Settings,
     SettingsMismatchError,
@@ -15,19 +17,23 @@ from hiermae.compare.comparison import (
     report_so_far,
     write_report,
 )
-from hiermae.compare.plan import Pretraining, ablation_plan, comparison_plan
+from hiermae.compare.plan import Pretraining, ablation_plan, comparison_plan, family_recipe, sweep_plan
+from hiermae.compare.recipes import summarize
 from hiermae.compare.report import verdict
 from hiermae.compare.results import Spread, random_init_tag
 from hiermae.compare.runs import (
     Evaluation,
     Step,
     StepError,
+    budget_iters,
+    calibration_path,
     evaluation_path,
     measurement_path,
     pretraining_path,
     run_chains,
     run_step,
     run_steps,
+    training_log,
     write_json,
 )
 
@@ -49,7 +55,8 @@ def test_generated_config_holds_the_setting_and_seed(tmp_path):
 
 def test_names_change_with_every_setting():
     base = Pretraining("resnet18")
-    fields = dict(sparse=False, mask_ratio=0.6, target="hog", decoder="linear", input_size=64, iters=10, batch_size=8)
+    fields = dict(sparse=False, mask_ratio=0.6, target="hog", decoder="linear", input_size=64, iters=10, batch_size=8,
+                  recipe=family_recipe("resnet18"), lr_scale=0.5)  # fmt: skip
     names = {base.name} | {Pretraining("resnet18", **{k: v}).name for k, v in fields.items()}
     assert len(names) == len(fields) + 1
 
@@ -119,7 +126,9 @@ def fake_results(run: Path, config: Settings, accuracy: dict[str, float], gain: 
     for variant in config.variants():
         for seed in config.seeds:
             losses = [[i, 1.0 / i] for i in range(1, 5)]
-            write_json(pretraining_path(run, variant.pretraining, seed), {"losses": losses, "checkpoint": "x.pth"})
+            seconds = [[i, 2.0 * i] for i in range(1, 5)]
+            write_json(pretraining_path(run, variant.pretraining, seed),
+                       {"losses": losses, "seconds": seconds, "checkpoint": "x.pth"})  # fmt: skip
             scores = {p: a + gain + seed / 100 for p, a in accuracy.items()}
             write_json(evaluation_path(run, variant.pretraining.name, seed), scores)
         name = variant.pretraining.backbone
@@ -131,7 +140,8 @@ def fake_results(run: Path, config: Settings, accuracy: dict[str, float], gain: 
                            images_per_second=40.0 if sparse else 10.0, peak_mib=100.0 if sparse else 300.0,
                            images_per_cpu_second=30.0 if sparse else 10.0, load_average=1.5,
                            step_seconds=[0.7, 0.8, 1.0] if sparse else [3.0, 3.2, 3.2, 3.3])  # fmt: skip
-            write_json(measurement_path(run, name, sparse, base.input_size, base.batch_size, base.mask_ratio), figures)
+            ratio = comparison.mask_ratio_of(config, name)
+            write_json(measurement_path(run, name, sparse, base.input_size, base.batch_size, ratio), figures)
 
 
 def test_comparison_report_tables_and_plots(tmp_path):
@@ -144,10 +154,12 @@ def test_comparison_report_tables_and_plots(tmp_path):
     assert "python tools/compare.py" in text and "12 min." in text
     assert "| resnet18 | 11.0 | 0.40 | 0.10 + 0.05 | 0.25 | 0.45 | 40.0 | 10.0 | 4.00× | 3.00× | 100 | 300 |" in text
     assert "median of 3 timed steps; within one measurement a step was up to 25% away from its median" in text
-    assert "| resnet18 | random | 50.0 ± 0.0 | 60.0 ± 0.0 | |" in text
-    assert "| resnet18 | hiermae | 60.5 ± 0.7 | 70.5 ± 0.7 | 0.250 ± 0.000 |" in text
-    assert "| resnet18 | gain | +10.5 | +10.5 | |" in text
-    for name in ("loss_curves", "accuracy", "accuracy_vs_flops", "throughput_vs_flops"):
+    assert "| resnet18 | random | 50.0 ± 0.0 | 60.0 ± 0.0 |" in text
+    assert "| resnet18 | hiermae | 60.5 ± 0.7 | 70.5 ± 0.7 |" in text
+    assert "| resnet18 | gain | +10.5 (beyond noise) | +10.5 (beyond noise) |" in text
+    assert "| resnet18 | 4 | 8 | 0.1 ± 0.0 | 0.250 ± 0.000 |" in text  # budget: iterations, images, minutes, loss
+    assert "Linear probe beyond noise above random init for 1 of 1 backbones (resnet18)" in text
+    for name in ("loss_curves", "loss_vs_time", "accuracy", "accuracy_vs_flops", "throughput_vs_flops"):
         assert (tmp_path / "out" / "report" / f"{name}.png").stat().st_size > 1000
         assert f"![{name}](report/{name}.png)" in text
 
@@ -191,17 +203,20 @@ def test_cli_rejects_an_unknown_backbone_before_any_work(tmp_path):
 def test_compare_end_to_end_then_resumes_without_rework(tmp_path):
     command = [
         sys.executable, "tools/compare.py", "--out", str(tmp_path / "run"), "--report", str(tmp_path / "r.md"),
-        "--backbones", "convnext_atto", "--seeds", "0", "1", "--iters", "10", "--batch-size", "4",
-        "--input-size", "64", "--protocols", "knn", "linear", "--train-limit", "64", "--test-limit", "32",
-        "--linear-epochs", "1", "--jobs", "2",
+        "--backbones", "convnext_atto", "--seeds", "0", "1", "--minutes", "0.1", "--batch-size", "4",
+        "--input-size", "64", "--protocols", "knn", "linear", "finetune", "--labelled", "30", "--test-limit", "32",
+        "--linear-epochs", "1", "--finetune-epochs", "1", "--jobs", "2",
     ]  # fmt: skip
     first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     text = (tmp_path / "r.md").read_text()
-    assert "| convnext_atto | hiermae |" in text and "not measured" not in text
+    assert "| convnext_atto | hiermae |" in text and "not measured" not in text and "**0.1 min of training" in text
+    assert "| convnext_atto | random | 1 |" in text  # the fine-tuning convergence table
+    calibrated = json.loads(next((tmp_path / "run" / "calibrate").glob("*/calibration.json")).read_text())
+    assert calibrated["seconds_per_iter"] > 0
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("already done (resuming)") == 2 and "done pretrain" not in again.stdout
+    assert again.stdout.count("already done (resuming)") == 3 and "done pretrain" not in again.stdout
 
 
 def test_a_chain_runs_in_order_and_a_failure_stops_the_rest_of_its_chain(tmp_path):
@@ -216,3 +231,103 @@ def test_a_chain_runs_in_order_and_a_failure_stops_the_rest_of_its_chain(tmp_pat
     with pytest.raises(StepError, match="step broken failed"):
         run_chains([[broken, after]], jobs=1)
     assert log.read_text() == "ab" and not after.result.exists()
+
+
+FAMILY_MASK_RATIOS = [("resnet18", 0.6), ("convnext_atto", 0.6), ("swin_tiny_patch4_window7_224", 0.6),
+                      ("vit_tiny_patch16_224", 0.75)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("backbone", "ratio"), FAMILY_MASK_RATIOS)
+def test_each_family_starts_from_its_recipe_and_overrides_only_what_it_names(tmp_path, backbone, ratio):
+    recipe = Config.fromfile(ROOT / family_recipe(backbone))
+    assert recipe.model.backbone == backbone and recipe.model.mask.mask_ratio == ratio  # SparK/SimMIM 0.6, MAE 0.75
+    assert recipe.auto_scale_lr == dict(base_batch_size=256, enable=True)
+    setting = Pretraining(
+        backbone, mask_ratio=None, target=None, decoder=None, iters=40, recipe=family_recipe(backbone)
+    )
+    path = tmp_path / "config.py"
+    path.write_text(setting.config_text(seed=2))
+    summary = summarize(path, setting.recipe)
+    assert summary.mask_ratio == ratio and summary.iters == 40 and summary.warmup_iters == 4
+    assert summary.lr == pytest.approx(recipe.base_lr * 32 / 256) and summary.base_lr == pytest.approx(recipe.base_lr)
+    assert summary.decoder.startswith(recipe.model.decoder.type) and summary.target == "norm_pixels"
+    halved = replace(setting, mask_ratio=0.9, lr_scale=0.5, decoder="linear")
+    path.write_text(halved.config_text(seed=2))
+    changed = summarize(path, halved.recipe)
+    assert changed.mask_ratio == 0.9 and changed.lr == pytest.approx(summary.lr / 2) and changed.decoder == "linear"
+    assert changed.weight_decay == summary.weight_decay and changed.betas == summary.betas
+
+
+def test_sweep_plan_is_a_grid_per_family_on_its_recipe():
+    variants = sweep_plan(["resnet18", "vit_tiny_patch16_224"], Pretraining("resnet18", mask_ratio=None))
+    assert len(variants) == 8 and [v.group for v in variants] == ["resnet18"] * 4 + ["vit_tiny_patch16_224"] * 4
+    assert {(v.pretraining.mask_ratio, v.pretraining.lr_scale) for v in variants[:4]} == {
+        (0.6, 0.25), (0.6, 1.0), (0.75, 0.25), (0.75, 1.0)}  # fmt: skip
+    assert variants[5].pretraining.recipe == family_recipe("vit_tiny_patch16_224")
+    assert len({v.pretraining.name for v in variants}) == 8
+
+
+def test_training_log_adds_each_interval_and_a_calibration_sets_the_budget(tmp_path):
+    session = tmp_path / "20260101_000000" / "vis_data"
+    session.mkdir(parents=True)
+    records = [{"iter": 5, "loss": 1.0, "time": 0.2}, {"iter": 10, "loss": 0.8, "time": 0.4}, {"iter": 12, "lr": 1}]
+    (session / "scalars.json").write_text("\n".join(json.dumps(r) for r in records))
+    assert training_log(tmp_path) == [(5, 1.0, pytest.approx(1.0)), (10, 0.8, pytest.approx(3.0))]
+    setting = Pretraining("resnet18")
+    assert budget_iters(tmp_path, setting, minutes=1.0) is None
+    write_json(calibration_path(tmp_path, setting), {"seconds_per_iter": 0.25})
+    assert budget_iters(tmp_path, setting, minutes=1.0) == 240
+    assert budget_iters(tmp_path, replace(setting, iters=999), minutes=1.0) == 240  # the budget, not the iters
+
+
+def test_evaluation_settings_travel_as_json():
+    evaluation = Evaluation(protocols=("linear", "finetune"), labelled=500, evaluate_on="validation")
+    assert Evaluation.from_json(evaluation.to_json()) == evaluation
+
+
+def family_settings(**changes) -> Settings:
+    base = Pretraining("resnet18", mask_ratio=None, target=None, decoder=None, iters=4, batch_size=2, input_size=64,
+                       recipe=family_recipe("resnet18"))  # fmt: skip
+    values = dict(backbones=("resnet18",), seeds=(0, 1), base=base, evaluation=Evaluation(), minutes=0.5,
+                  family_recipes=True)  # fmt: skip
+    return Settings(**{**values, **changes})
+
+
+def test_equal_time_report_shows_recipes_budget_goals_and_finetuning_curves(tmp_path):
+    config, run = family_settings(), tmp_path / "run"
+    (variant,) = config.variants()
+    write_json(calibration_path(run, variant.pretraining), {"seconds_per_iter": 1.5})
+    (budgeted_variant,) = comparison.budgeted(run, config)
+    assert budgeted_variant.pretraining.iters == 20  # 30 s / 1.5 s
+    scores = {"knn": 0.6, "linear": 0.62, "finetune": 0.75}
+    fake_results(run, replace(config, minutes=None, base=budgeted_variant.pretraining), scores, gain=0.05)
+    for seed in config.seeds:
+        folder = pretraining_path(run, budgeted_variant.pretraining, seed).parent
+        (folder / "config.py").write_text(budgeted_variant.pretraining.config_text(seed))
+        for tag, start in ((budgeted_variant.pretraining.name, 1.0), (random_init_tag("resnet18", 64), 1.5)):
+            curve = [{"epoch": e, "loss": start / e, "lr": 0.1, "seconds": e} for e in range(1, 9)]
+            write_json(evaluation_path(run, tag, seed).parent / "finetune" / "curve.json", curve)
+    text = write_report(run, config, tmp_path / "r.md", "python tools/compare.py --minutes 0.5", "1 min.").read_text()
+    assert "**0.5 min of training per run**" in text and "a fixed stratified 1000 training images" in text
+    assert "| resnet18 | 0.6 | 9.38e-05 (1.20e-02 × 2/256) | 0.04 | (0.9, 0.95) | 2 of 20 | unet (width 256) |" in text
+    assert "| resnet18 | gain | +5.5 (beyond noise) | +5.5 (beyond noise) | +5.5 (beyond noise) |" in text
+    assert (
+        "random-init fine-tuning 75.0 % (meets the 70 % sanity bar); fine-tuning gain +5.5 points, beyond noise" in text
+    )
+    assert "| resnet18 | random | 8 | 0.188 ± 0.000 | -25.0 ± 0.0 % |" in text  # 1.5/8 against 1.5/6 at epoch 6
+    assert (tmp_path / "r" / "finetune_curves.png").stat().st_size > 1000
+
+
+def test_sweep_report_lists_every_seed_and_weighs_the_best_against_the_recipe(tmp_path):
+    config = family_settings(sweep=True, minutes=None, evaluation=Evaluation(protocols=("linear",)))
+    run = tmp_path / "run"
+    for index, variant in enumerate(config.variants()):
+        for seed in config.seeds:
+            write_json(pretraining_path(run, variant.pretraining, seed), {"losses": [[1, 0.5]], "checkpoint": "x"})
+            write_json(
+                evaluation_path(run, variant.pretraining.name, seed), {"linear": 0.6 + 0.05 * index + seed / 100}
+            )
+    text = write_report(run, config, tmp_path / "sweep.md", "python tools/compare.py --sweep", "2 min.").read_text()
+    assert "| mask_ratio=0.6, lr×1 (recipe) | 4 | 0.500 ± 0.000 | 65.0, 66.0 (65.5 ± 0.7) |" in text
+    assert "Selection metric: linear probe top-1 on the test split." in text  # as configured here
+    assert "**mask_ratio=0.75, lr×1** leads the recipe's default by +10.0 points (beyond noise)" in text

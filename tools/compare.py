@@ -1,16 +1,21 @@
-"""Compare masked pretraining across backbones (or ablate one setting) with everything else held equal.
+"""Compare masked pretraining across backbones (or ablate one setting, or sweep each family's recipe).
 
     python tools/compare.py [--out work_dirs/compare] [--report REPORT.md] [--backbones NAME ...]
-                            [--seeds 0 1 2] [--iters 150] [--batch-size 32] [--input-size 96] [--mask-ratio 0.75]
-                            [--protocols knn linear finetune] [--train-limit 4000] [--test-limit 1000]
+                            [--seeds 0 1 2] [--minutes M | --iters 150] [--batch-size 32] [--input-size 96]
+                            [--recipes family|shared] [--mask-ratio R] [--decoder D] [--target T] [--amp]
+                            [--protocols knn linear finetune] [--labelled 1000 | --train-limit N] [--test-limit N]
+                            [--evaluate-on test|validation] [--linear-epochs 100] [--finetune-epochs 20]
                             [--jobs 2] [--ablate mask_ratio target sparse decoder] [--ablate-backbone NAME]
-                            [--report-only]
+                            [--sweep] [--report-only]
 
-Default: resnet18, convnext_atto, swin_tiny and vit_tiny pretrained by hiermae's sparse path on Fashion-MNIST
-with the same masks, decoder (UNet), target, loss and images seen; each step's cost (parameters, FLOPs,
-throughput, peak memory) against its dense reference; kNN, linear-probe and fine-tune accuracy of every
-pretrained encoder and of random init of the same backbone over the seeds. With --ablate the variants are
-the ablation axes on one backbone instead. Rerunning the same command resumes a partly finished run.
+Default: resnet18, convnext_atto, swin_tiny and vit_tiny pretrained by hiermae's sparse path on Fashion-MNIST, each
+from its family's recipe (`configs/pretrain/*_96px_fashionmnist.py`; `--recipes shared` gives all of them the
+shared bases), for `--minutes` of training each (equal wall time; iterations calibrated per variant) or `--iters`
+iterations; each step's cost (parameters, FLOPs, throughput, peak memory) against its dense reference; then kNN,
+linear-probe and fine-tuning top-1 of every pretrained encoder and of random init of the same backbone over the
+seeds, in the low-label regime (`--labelled` stratified training images, all 10 k test images). With --ablate the
+variants are the ablation axes on one backbone; with --sweep, each family's grid of mask ratio × lr scale, scored
+on a validation split of the training images. Rerunning the same command resumes a partly finished run.
 The report (markdown) and its PNG plots (in a folder named after the report) go to --report.
 """
 
@@ -20,9 +25,12 @@ import sys
 from pathlib import Path
 
 from hiermae.compare.comparison import Settings, report_so_far, run_comparison
-from hiermae.compare.plan import ABLATIONS, DECODERS, DEFAULT_BACKBONES, Pretraining
+from hiermae.compare.plan import ABLATIONS, DECODERS, DEFAULT_BACKBONES, Pretraining, family_recipe
 from hiermae.compare.runs import Evaluation
+from hiermae.downstream.finetune import FineTuneRecipe
 from hiermae.encoders import check_backbone_name
+
+SHARED_DEFAULTS = dict(mask_ratio=0.75, decoder="unet", target="norm_pixels")  # the shared bases' recipe
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,22 +39,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--report", help="report path (default: OUT/report.md); plots go to a folder beside it")
     parser.add_argument("--backbones", nargs="+", default=list(DEFAULT_BACKBONES), help="timm names to compare")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="one run per seed and variant")
-    parser.add_argument("--iters", type=int, default=150, help="pretraining iterations per run")
+    parser.add_argument("--minutes", type=float, help="equal wall-time budget per pretraining run (else --iters)")
+    parser.add_argument("--iters", type=int, default=150, help="pretraining iterations per run without --minutes")
     parser.add_argument("--batch-size", type=int, default=32, help="pretraining batch size")
     parser.add_argument("--input-size", type=int, default=96, help="image side, a multiple of 32")
-    parser.add_argument("--mask-ratio", type=float, default=0.75)
-    parser.add_argument("--decoder", choices=list(DECODERS), default="unet")
-    parser.add_argument("--target", choices=["pixels", "norm_pixels", "hog"], default="norm_pixels")
+    parser.add_argument("--recipes", choices=["family", "shared"], default="family",
+                        help="start each backbone from its family's recipe, or all from the shared bases")  # fmt: skip
+    parser.add_argument("--mask-ratio", type=float, help="override the recipe's mask ratio")
+    parser.add_argument("--decoder", choices=list(DECODERS), help="override the recipe's decoder")
+    parser.add_argument("--target", choices=["pixels", "norm_pixels", "hog"], help="override the recipe's target")
     parser.add_argument("--dense-reference", action="store_true", help="pretrain with sparse=False instead")
+    parser.add_argument("--amp", action="store_true", help="pretrain in mixed precision (bf16 autocast on the CPU)")
     parser.add_argument("--protocols", nargs="+", choices=["knn", "linear", "finetune"],
                         default=["knn", "linear", "finetune"])  # fmt: skip
-    parser.add_argument("--train-limit", type=int, default=4000, help="training images for the evaluations")
-    parser.add_argument("--test-limit", type=int, default=1000, help="test images for the evaluations")
-    parser.add_argument("--linear-epochs", type=int, default=20)
-    parser.add_argument("--finetune-epochs", type=int, default=1)
+    parser.add_argument("--labelled", type=int, default=1000, help="low-label regime: stratified training images")
+    parser.add_argument("--train-limit", type=int, help="instead of --labelled: the first N training images")
+    parser.add_argument("--test-limit", type=int, help="score on the first N test images (default: all 10000)")
+    parser.add_argument("--evaluate-on", choices=["test", "validation"],
+                        help="test split (default), or other training images (the default with --sweep)")  # fmt: skip
+    parser.add_argument("--linear-epochs", type=int, default=100)
+    parser.add_argument("--finetune-epochs", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=2, help="steps run at once, each on an equal share of the cores")
     parser.add_argument("--ablate", nargs="+", choices=list(ABLATIONS), default=[], help="ablation axes")
     parser.add_argument("--ablate-backbone", default="convnext_atto", help="the backbone the ablations use")
+    parser.add_argument("--sweep", action="store_true", help="sweep each family's mask ratio × lr scale")
     parser.add_argument(
         "--report-only", action="store_true", help="only write a (partial) report from the steps finished so far"
     )
@@ -54,19 +70,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    """The run's settings; names are checked here so a typo fails before any work starts."""
+    """The run's settings; names and combinations are checked here so a mistake fails before any work starts."""
+    if args.ablate and args.sweep:
+        raise SystemExit("compare: --ablate and --sweep are different plans; pick one")
     backbones = [args.ablate_backbone] if args.ablate else args.backbones
     for name in backbones:
         check_backbone_name(name)
+    family = args.recipes == "family"
+    overrides = dict(mask_ratio=args.mask_ratio, decoder=args.decoder, target=args.target)
+    if not family:
+        overrides = {key: SHARED_DEFAULTS[key] if value is None else value for key, value in overrides.items()}
+    if args.sweep and overrides["mask_ratio"] is not None:
+        raise SystemExit("compare: --sweep varies the mask ratio itself; drop --mask-ratio")
     base = Pretraining(
-        backbone=backbones[0], sparse=not args.dense_reference, mask_ratio=args.mask_ratio, target=args.target,
-        decoder=args.decoder, input_size=args.input_size, iters=args.iters, batch_size=args.batch_size,
+        backbone=backbones[0], sparse=not args.dense_reference, input_size=args.input_size, iters=args.iters,
+        batch_size=args.batch_size, recipe=family_recipe(backbones[0]) if family else None, amp=args.amp,
+        **overrides,
     )  # fmt: skip
+    epochs = args.finetune_epochs
     evaluation = Evaluation(
-        protocols=tuple(args.protocols), train_limit=args.train_limit, test_limit=args.test_limit,
-        linear_epochs=args.linear_epochs, finetune_epochs=args.finetune_epochs,
+        protocols=tuple(args.protocols), labelled=None if args.train_limit else args.labelled,
+        train_limit=args.train_limit, test_limit=args.test_limit,
+        evaluate_on=args.evaluate_on or ("validation" if args.sweep else "test"), linear_epochs=args.linear_epochs,
+        finetune=FineTuneRecipe(epochs=epochs, warmup_epochs=max(1, epochs // 10) if epochs > 1 else 0),
     )  # fmt: skip
-    return Settings(tuple(backbones), tuple(args.seeds), base, evaluation, tuple(args.ablate))
+    return Settings(
+        tuple(backbones), tuple(args.seeds), base, evaluation, tuple(args.ablate), args.minutes, family, args.sweep
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

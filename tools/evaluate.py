@@ -1,12 +1,14 @@
 """Classification evaluation on Fashion-MNIST: kNN (cosine, k=20), linear probe and fine-tuning, top-1 accuracy.
 
     python tools/evaluate.py [CKPT] [--backbone NAME] [--input-size S] [--protocol knn linear finetune]
-                             [--train-limit N] [--test-limit N] [--linear-epochs E] [--finetune-epochs E]
-                             [--batch-size B]
+                             [--train-limit N | --labelled N] [--test-limit N] [--linear-epochs E]
+                             [--finetune-epochs E] [--batch-size B]
                              [--work-dir D] [--seed 0] [--json FILE]
 
 CKPT is a pretraining checkpoint or a timm export (`tools/export.py --format timm`); without it the backbone
-named by --backbone is evaluated from random initialisation (the baseline pretraining must beat).
+named by --backbone is evaluated from random initialisation (the baseline pretraining must beat). --labelled N
+trains every protocol on a fixed stratified N training images (the low-label regime); fine-tuning follows
+`tools/finetune.py`'s protocol (`hiermae/downstream/finetune.py`).
 """
 
 import argparse
@@ -17,6 +19,7 @@ from hiermae.checkpoint_keys import CheckpointError
 from hiermae.cli_options import image_size, positive_int, random_seed
 from hiermae.compare.runs import write_json
 from hiermae.downstream.classification import evaluate
+from hiermae.downstream.finetune import FineTuneRecipe
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -29,10 +32,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="evaluations to run",
     )  # fmt: skip
     parser.add_argument("--train-limit", type=positive_int, help="use only the first N training images")
+    parser.add_argument("--labelled", type=positive_int, help="train on a fixed stratified N training images")
     parser.add_argument("--test-limit", type=positive_int, help="use only the first N test images")
     parser.add_argument("--linear-epochs", type=positive_int, default=30, help="linear probe epochs (cached features)")
-    parser.add_argument("--finetune-epochs", type=positive_int, default=2, help="fine-tuning epochs")
-    parser.add_argument("--batch-size", type=positive_int, default=128, help="fine-tuning batch size")
+    parser.add_argument("--finetune-epochs", type=positive_int, default=FineTuneRecipe.epochs, help="fine-tune epochs")
+    parser.add_argument("--batch-size", type=positive_int, default=FineTuneRecipe.batch_size, help="fine-tuning batch")
     parser.add_argument("--work-dir", default="work_dirs/evaluate", help="where the runners write their logs")
     parser.add_argument("--seed", type=random_seed, default=0, help="random seed (random init, data order)")
     parser.add_argument("--json", help="also write {protocol: top-1} to this file")
@@ -67,8 +71,10 @@ def run_evaluation(args: argparse.Namespace) -> dict[str, float]:
         test_limit=args.test_limit,
         work_dir=args.work_dir,
         linear_epochs=args.linear_epochs,
-        finetune_epochs=args.finetune_epochs,
-        batch_size=args.batch_size,
+        labelled=args.labelled,
+        recipe=FineTuneRecipe(
+            epochs=args.finetune_epochs, warmup_epochs=args.finetune_epochs // 10, batch_size=args.batch_size
+        ),
         seed=args.seed,
     )
 

@@ -1,26 +1,40 @@
-"""Run a comparison or an ablation end to end in a run folder, resumably, and write its report.
+"""Run a comparison, an ablation or a per-family sweep end to end in a run folder, resumably, and write its report.
 
 Phases: (1) for backbone comparisons, the cost of one step per backbone and mode, measured alone on the machine
-so throughput is not shared; (2) every variant × seed pretrained then evaluated, and random init of the same
-backbones evaluated with the same seeds; (3) the report. The run folder remembers its
-settings and refuses to resume under different ones, so a report never mixes two settings.
+so throughput is not shared; (2) with a wall-time budget, a short calibration run of every variant, which turns
+the budget into iterations (equal wall time per run, not equal images); (3) every variant × seed pretrained then
+evaluated, and random init of the same backbones evaluated with the same seeds; (4) the report. The run folder
+remembers its settings (and its recipes' contents) and refuses to resume under different ones, so a report never
+mixes two settings.
 """
 
 import json
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
-from hiermae.compare.plan import Pretraining, Variant, ablation_plan, comparison_plan
-from hiermae.compare.report import ablation_report, comparison_report, header
-from hiermae.compare.results import gather_random_init, gather_variant, random_init_tag
+from hiermae.compare.plan import (
+    Pretraining,
+    Variant,
+    ablation_plan,
+    comparison_plan,
+    family_recipe,
+    recipe_config,
+    sweep_plan,
+)
+from hiermae.compare.recipes import RecipeSummary, digest, summarize
+from hiermae.compare.report import ablation_report, comparison_report, header, sweep_report
+from hiermae.compare.results import gather_curves, gather_random_init, gather_variant, random_init_tag
 from hiermae.compare.runs import (
     Evaluation,
     Step,
+    budget_iters,
+    calibration_path,
+    calibration_step,
     evaluate_step,
     evaluation_path,
     final_checkpoint,
@@ -33,25 +47,41 @@ from hiermae.compare.runs import (
     run_steps,
     write_json,
 )
+from hiermae.downstream.finetune import FineTuneRecipe
+from hiermae.downstream.layer_decay import LAYER_DECAY
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything that decides a comparison's numbers (not how many jobs run at once)."""
+    """Everything that decides a comparison's numbers (not how many jobs run at once).
+
+    `minutes`: equal wall-time budget per pretraining run (iterations calibrated per variant), else `base.iters`.
+    `family_recipes`: every backbone starts from its family's recipe config (else the shared bases).
+    `sweep`: the per-family grid of `plan.SWEEPS` instead of one setting per backbone.
+    """
 
     backbones: tuple[str, ...]
     seeds: tuple[int, ...]
     base: Pretraining
     evaluation: Evaluation
     ablate: tuple[str, ...] = ()
+    minutes: float | None = None
+    family_recipes: bool = False
+    sweep: bool = False
 
     def variants(self) -> list[Variant]:
+        """The plan's variants with the iterations they were given (before calibration: `base.iters`)."""
+        if self.sweep:
+            return sweep_plan(list(self.backbones), self.base)
         if self.ablate:
             return ablation_plan(list(self.ablate), self.base)
-        return comparison_plan(list(self.backbones), self.base)
+        return comparison_plan(list(self.backbones), self.base, self.family_recipes)
+
+    def recipes(self) -> list[str | None]:
+        return sorted({v.pretraining.recipe for v in self.variants()}, key=str)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "recipe_digests": {str(r): digest(r) for r in self.recipes()}}
 
 
 class SettingsMismatchError(ValueError):
@@ -93,14 +123,39 @@ def record_session(run: Path, seconds: float) -> float:
     return sum(sessions)
 
 
+def budgeted(run: Path, settings: Settings) -> list[Variant]:
+    """The variants with their iteration budgets: calibrated to `settings.minutes` where the calibration exists
+    (variants not calibrated yet are left out), else as planned."""
+    if settings.minutes is None:
+        return settings.variants()
+    variants = []
+    for variant in settings.variants():
+        iters = budget_iters(run, variant.pretraining, settings.minutes)
+        if iters is not None:
+            variants.append(replace(variant, pretraining=replace(variant.pretraining, iters=iters)))
+    return variants
+
+
+def plan_backbones(variants: list[Variant]) -> list[str]:
+    return list(dict.fromkeys(v.pretraining.backbone for v in variants))
+
+
 def measurement_steps(run: Path, settings: Settings, backbones: list[str]) -> list[Step]:
     base = settings.base
+    ratio = {name: mask_ratio_of(settings, name) for name in backbones}
     return [
         measure_step(run, name, sparse=sparse, input_size=base.input_size, batch_size=base.batch_size,
-                     mask_ratio=base.mask_ratio)
+                     mask_ratio=ratio[name])
         for name in backbones
         for sparse in (True, False)
     ]  # fmt: skip
+
+
+def mask_ratio_of(settings: Settings, backbone: str) -> float:
+    """The mask ratio `backbone`'s runs use (its recipe's unless the settings override it)."""
+    variant = next(v for v in settings.variants() if v.pretraining.backbone == backbone)
+    ratio = variant.pretraining.mask_ratio
+    return ratio if ratio is not None else float(recipe_config(variant.pretraining.recipe).model.mask.mask_ratio)
 
 
 def training_chains(run: Path, settings: Settings, variants: list[Variant], backbones: list[str]) -> list[list[Step]]:
@@ -119,6 +174,8 @@ def training_chains(run: Path, settings: Settings, variants: list[Variant], back
                 backbone=setting.backbone, input_size=setting.input_size, tag=setting.name,
             )  # fmt: skip
             chains.append([pretraining, evaluation])
+        if settings.sweep:
+            continue  # a sweep compares settings with each other, not with random init
         for name in backbones:
             tag = random_init_tag(name, settings.base.input_size)
             chains.append(
@@ -133,13 +190,17 @@ def run_comparison(run: Path, settings: Settings, *, jobs: int, report: Path, co
     start = time.monotonic()
     run.mkdir(parents=True, exist_ok=True)
     check_settings(run, settings)
-    variants = settings.variants()
+    planned = settings.variants()
+    backbones = plan_backbones(planned)
     seeds = list(settings.seeds)
-    backbones = sorted({v.pretraining.backbone for v in variants}, key=[v.pretraining.backbone for v in variants].index)
     try:
-        if not settings.ablate:  # an ablation report compares accuracy only
+        if not settings.ablate and not settings.sweep:  # ablations and sweeps compare accuracy only
             print(f"cost of one step ({len(backbones)} backbones × sparse, dense reference)", flush=True)
             run_steps(measurement_steps(run, settings, backbones), jobs=1)
+        if settings.minutes is not None:
+            print(f"calibration ({len(planned)} variants, {settings.minutes:g} min each)", flush=True)
+            run_steps([calibration_step(run, v.pretraining) for v in planned], jobs=jobs)
+        variants = budgeted(run, settings)
         print(f"pretraining and evaluation ({len(variants)} variants, random init, × {len(seeds)} seeds)", flush=True)
         run_chains(training_chains(run, settings, variants, backbones), jobs=jobs)
     finally:  # an interrupted session's time counts too
@@ -149,18 +210,22 @@ def run_comparison(run: Path, settings: Settings, *, jobs: int, report: Path, co
 
 
 def progress(run: Path, settings: Settings) -> str:
-    """How many pretraining runs and evaluations of `settings` have finished in `run`."""
-    variants, seeds = settings.variants(), settings.seeds
-    backbones = {v.pretraining.backbone for v in variants}
+    """How many calibrations, pretraining runs and evaluations of `settings` have finished in `run`."""
+    planned, seeds = settings.variants(), settings.seeds
+    variants = budgeted(run, settings)
     pretrained = sum(pretraining_path(run, v.pretraining, s).exists() for v in variants for s in seeds)
     evaluated = sum(evaluation_path(run, v.pretraining.name, s).exists() for v in variants for s in seeds)
-    tags = [random_init_tag(name, settings.base.input_size) for name in backbones]
+    tags = [] if settings.sweep else [random_init_tag(n, settings.base.input_size) for n in plan_backbones(planned)]
     evaluated += sum(evaluation_path(run, tag, s).exists() for tag in tags for s in seeds)
-    total = len(variants) * len(seeds)
-    return (
+    total = len(planned) * len(seeds)
+    text = (
         f"{pretrained} of {total} pretraining runs and {evaluated} of {total + len(tags) * len(seeds)} "
         "evaluations finished"
     )
+    if settings.minutes is not None:
+        calibrated = sum(calibration_path(run, v.pretraining).exists() for v in planned)
+        text = f"{calibrated} of {len(planned)} calibrations, " + text
+    return text
 
 
 def report_so_far(run: Path, settings: Settings, report: Path, command: str) -> Path:
@@ -170,53 +235,145 @@ def report_so_far(run: Path, settings: Settings, report: Path, command: str) -> 
     return write_report(run, settings, report, command, timing)
 
 
-def protocol_description(evaluation: Evaluation) -> str:
-    """The evaluation protocols a run uses, in words."""
+def evaluation_description(evaluation: Evaluation) -> str:
+    """The evaluation protocols a run uses, in words, from its settings."""
+    if evaluation.labelled is not None:
+        data = f"a fixed stratified {evaluation.labelled} training images (the same for every run) train every protocol"
+    else:
+        data = f"the first {evaluation.train_limit or 60000} training images train every protocol"
+    scored = (
+        "top-1 on 2000 other training images (validation split; the test split is not used)"
+        if evaluation.evaluate_on == "validation"
+        else f"top-1 on {'all 10000' if evaluation.test_limit is None else f'the first {evaluation.test_limit}'} "
+        "test images"
+    )
+    recipe = evaluation.finetune
     parts = {
         "knn": "kNN (cosine, k=20) on pooled last-stage features",
-        "linear": f"a linear probe ({evaluation.linear_epochs} epochs) on the same features",
-        "finetune": f"fine-tuning of the whole network ({evaluation.finetune_epochs} epoch(s))",
+        "linear": f"a linear probe on pooled last-stage features (BatchNorm without affine, then a linear layer; "
+        f"{evaluation.linear_epochs} epochs, AdamW lr 1e-2)",
+        "finetune": (
+            f"fine-tuning of the whole network for {recipe.epochs} epochs: AdamW (lr {recipe.base_lr:g} × "
+            f"{recipe.batch_size}/256, weight decay {recipe.weight_decay:g}), {layer_decay_text(recipe)}, "
+            f"{recipe.warmup_epochs} warm-up epochs then cosine to 0, label smoothing "
+            f"{recipe.label_smoothing:g}, drop path {recipe.drop_path:g}, random-resized crops "
+            f"({recipe.crop_scale[0]:g}–{recipe.crop_scale[1]:g} of the area) and flips, batch {recipe.batch_size}, "
+            f"{'bf16 autocast' if recipe.amp else 'fp32'}"
+        ),
     }
-    return "; ".join(parts[p] for p in evaluation.protocols)
+    return f"{data}; {scored}. Protocols: " + "; ".join(parts[p] for p in evaluation.protocols)
+
+
+def layer_decay_text(recipe: FineTuneRecipe) -> str:
+    if recipe.layer_decay is not None:
+        return f"layer-wise lr decay {recipe.layer_decay:g} for every start"
+    rates = ", ".join(f"{family} {rate:g}" for family, rate in LAYER_DECAY.items())
+    return f"layer-wise lr decay for pretrained weights ({rates}; none for random init)"
+
+
+def budget_description(settings: Settings, variants: list[Variant]) -> str:
+    base = settings.base
+    if settings.minutes is not None:
+        return (
+            f"pretraining budget: **{settings.minutes:g} min of training per run** (equal wall time: batches of "
+            f"{base.batch_size}, iterations calibrated per variant in this run folder; measured times in the budget "
+            f"table), {precision(base)}"
+        )
+    return (
+        f"pretraining budget: {base.iters} iterations × batch {base.batch_size} = {base.images_seen} images per run, "
+        f"{precision(base)}"
+    )
+
+
+def precision(setting: Pretraining) -> str:
+    return "bf16 autocast (`tools/train.py --amp`)" if setting.amp else "fp32"
 
 
 def write_report(run: Path, settings: Settings, report: Path, command: str, timing: str) -> Path:
     """Gather every result in `run` into `report` (markdown) and its plots in a folder named after it."""
-    variants = settings.variants()
+    variants = budgeted(run, settings)
     seeds = list(settings.seeds)
     base, evaluation = settings.base, settings.evaluation
     results = [gather_variant(run, variant, seeds) for variant in variants]
     protocols = list(evaluation.protocols)
     folder = report.with_suffix("")
     lines = [
-        f"data: Fashion-MNIST at {base.input_size} px; budget {base.iters} iterations × batch {base.batch_size} = "
-        f"{base.images_seen} images seen per run; seeds {', '.join(map(str, seeds))} (pretraining init, data order, "
-        "masks; the same seed for the evaluation)",
-        f"masked pretraining: random mask, ratio {base.mask_ratio}, mask unit 32 px; decoder {base.decoder}; "
-        f"target {base.target}; MSE on masked units; AdamW lr 1.5e-3, warm-up then cosine",
-        f"evaluation: first {evaluation.train_limit} training and {evaluation.test_limit} test images; "
-        + protocol_description(evaluation),
+        f"data: Fashion-MNIST at {base.input_size} px; pretraining draws from all 60000 training images without "
+        f"their labels; seeds {', '.join(map(str, seeds))} (pretraining init, data order, masks; the same seed for "
+        "the evaluation)",
+        budget_description(settings, variants),
+        f"evaluation: {evaluation_description(evaluation)}",
         f"run folder: `{run}` (checkpoints, logs, per-step JSON)",
     ]
-    if settings.ablate:
-        backbone = base.backbone
-        lines.insert(0, f"backbone: {backbone}, hiermae {'sparse' if base.sparse else 'dense reference'} path")
-        title = f"hiermae ablations on {backbone} (CPU)"
-        preamble = header(title, command, machine_description(), timing, lines)
-        random_init = gather_random_init(run, backbone, base.input_size, seeds)
-        text = ablation_report(results, random_init, protocols, list(settings.ablate), folder, preamble)
-    else:
-        backbones = [v.pretraining.backbone for v in variants]
-        measurements = {
-            (name, sparse): read_json(path)
-            for name in backbones
-            for sparse in (True, False)
-            if (path := measurement_path(run, name, sparse, base.input_size, base.batch_size, base.mask_ratio)).exists()
-        }
-        random_init = {name: gather_random_init(run, name, base.input_size, seeds) for name in backbones}
-        preamble = header("ViT, Swin, ConvNeXt and ResNet under one masked-pretraining recipe (CPU)", command,
-                          machine_description(), timing, lines)  # fmt: skip
-        text = comparison_report(results, random_init, measurements, protocols, folder, preamble)
+    summaries = run_recipes(run, variants, seeds[0])
+    if settings.ablate and "baseline" in summaries:
+        baseline = summaries["baseline"]
+        lines.insert(2, f"baseline pretraining: mask ratio {baseline.mask_ratio:g} of 32-px units; decoder "
+                        f"{baseline.decoder}; target {baseline.target}; {baseline.loss} on masked units; AdamW lr "
+                        f"{baseline.lr:.2e}, {baseline.warmup_iters} warm-up iterations then cosine")  # fmt: skip
+    text = report_text(run, settings, variants, results, protocols, folder, command, timing, lines)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(text)
     return report
+
+
+def report_text(
+    run: Path,
+    settings: Settings,
+    variants: list[Variant],
+    results: list,
+    protocols: list[str],
+    folder: Path,
+    command: str,
+    timing: str,
+    lines: list[str],
+) -> str:
+    """The markdown of the kind of report `settings` asks for."""
+    seeds, base = list(settings.seeds), settings.base
+    if settings.sweep:
+        preamble = header("Per-family pretraining sweep (CPU)", command, machine_description(), timing, lines)
+        defaults = {name: default_label(settings, name) for name in settings.backbones}
+        split = "validation split" if settings.evaluation.evaluate_on == "validation" else "test split"
+        return sweep_report(results, protocols, defaults, split, folder, preamble)
+    if settings.ablate:
+        backbone = base.backbone
+        lines.insert(0, f"backbone: {backbone}, hiermae {'sparse' if base.sparse else 'dense reference'} path")
+        preamble = header(f"hiermae ablations on {backbone} (CPU)", command, machine_description(), timing, lines)
+        random_init = gather_random_init(run, backbone, base.input_size, seeds)
+        return ablation_report(results, random_init, protocols, list(settings.ablate), folder, preamble)
+    backbones = plan_backbones(settings.variants())
+    measurements = {
+        (name, sparse): read_json(path)
+        for name in backbones
+        for sparse in (True, False)
+        if (
+            path := measurement_path(run, name, sparse, base.input_size, base.batch_size, mask_ratio_of(settings, name))
+        ).exists()
+    }
+    random_init = {name: gather_random_init(run, name, base.input_size, seeds) for name in backbones}
+    random_curves = {name: gather_curves(run, random_init_tag(name, base.input_size), seeds) for name in backbones}
+    recipes = run_recipes(run, variants, seeds[0])
+    title = "ViT, Swin, ConvNeXt and ResNet pretrained by hiermae, each with its family's recipe (CPU)"
+    if not settings.family_recipes:
+        title = "ViT, Swin, ConvNeXt and ResNet under one masked-pretraining recipe (CPU)"
+    preamble = header(title, command, machine_description(), timing, lines)
+    return comparison_report(results, random_init, measurements, protocols, folder, preamble, recipes, random_curves)
+
+
+def run_recipes(run: Path, variants: list[Variant], seed: int) -> dict[str, RecipeSummary]:
+    """Each variant's recipe (by label) as its generated config for `seed` set it, where that config exists."""
+    summaries = {}
+    for variant in variants:
+        config = pretraining_path(run, variant.pretraining, seed).parent / "config.py"
+        if config.exists():
+            summaries[variant.label] = summarize(config, variant.pretraining.recipe)
+    return summaries
+
+
+def default_label(settings: Settings, backbone: str) -> str:
+    """The sweep label of the variant that matches `backbone`'s recipe as committed (its mask ratio, lr × 1)."""
+    ratio = float(recipe_config(family_recipe(backbone)).model.mask.mask_ratio)
+    return next(
+        v.label for v in settings.variants()
+        if v.group == backbone and v.pretraining.mask_ratio == ratio and v.pretraining.lr_scale == 1.0
+    )  # fmt: skip

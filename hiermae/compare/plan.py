@@ -1,71 +1,134 @@
-"""What a comparison runs: pretraining settings, and the plans (backbone comparison, ablations) built from them.
+"""What a comparison runs: pretraining settings, and the plans (backbone comparison, ablations, sweeps) built from them.
 
-Everything not named in `Pretraining` is held equal across a plan: data (Fashion-MNIST), optimiser and schedule
-(`configs/pretrain/_base_/adamw_cosine.py` scaled to the budget), mask generator, decoder, target and loss.
+A setting starts from a recipe config: each family's own (`configs/pretrain/*_96px_fashionmnist.py`, the
+`FAMILY_RECIPES` below) or, with `recipe=None`, the shared pretraining bases. A setting names only what it changes
+(mask ratio, decoder, target, lr scale, sparse path); everything else comes from the recipe, so every variant of a
+plan differs from its baseline only in the fields it names.
 """
 
 from dataclasses import asdict, dataclass, replace
+from functools import cache
 from pathlib import Path
+
+from mmengine.config import Config
+
+from hiermae.downstream.checkpoints import backbone_family
 
 ROOT = Path(__file__).resolve().parents[2]
 PRETRAIN_BASES = ("default_runtime.py", "fashion_mnist.py", "adamw_cosine.py")
 DEFAULT_BACKBONES = ("resnet18", "convnext_atto", "swin_tiny_patch4_window7_224", "vit_tiny_patch16_224")
+FAMILY_RECIPES = {  # each family's pretraining recipe; the config comments give the sources
+    "resnet": "configs/pretrain/hiermae_resnet18_96px_fashionmnist.py",
+    "convnext": "configs/pretrain/hiermae_convnext_atto_96px_fashionmnist.py",
+    "swin": "configs/pretrain/hiermae_swin_tiny_96px_fashionmnist.py",
+    "vit": "configs/pretrain/mae_vit_tiny_96px_fashionmnist.py",
+}
 DECODERS = {  # the decoder variants an ablation may pick, as config dicts
     "unet": dict(type="unet", width=256),
     "transformer": dict(type="transformer", width=128, depth=2, num_heads=4),
     "linear": dict(type="linear"),
 }
 ABLATIONS = ("mask_ratio", "target", "sparse", "decoder")
+SWEEPS = {"mask_ratio": (0.6, 0.75), "lr_scale": (0.25, 1.0)}  # the per-family sweep's grid
+LOG_INTERVAL = 5  # iterations per logged point; the logged time is the mean over exactly these iterations
+
+
+def base_files(recipe: str | None) -> list[str]:
+    """The config files a setting starts from: its recipe, or the shared bases when `recipe` is None."""
+    if recipe is None:
+        return [str(ROOT / "configs/pretrain/_base_" / name) for name in PRETRAIN_BASES]
+    return [str(ROOT / recipe)]
+
+
+@cache
+def recipe_config(recipe: str | None) -> Config:
+    """The merged config a setting starts from."""
+    return Config.fromstring(f"_base_ = {base_files(recipe)!r}\n", ".py")
+
+
+def family_recipe(backbone: str) -> str:
+    """The recipe config of `backbone`'s family."""
+    return FAMILY_RECIPES[backbone_family(backbone)]
 
 
 @dataclass(frozen=True)
 class Pretraining:
-    """One masked-pretraining setting; with a seed it is one run. The budget is `iters × batch_size` images."""
+    """One masked-pretraining setting; with a seed it is one run. The budget is `iters × batch_size` images.
+
+    `recipe` is the config the run starts from (None: the shared bases); `mask_ratio`, `target` and `decoder` left
+    None keep the recipe's; `lr_scale` multiplies the recipe's learning rate; `amp` trains under mixed precision
+    (`tools/train.py --amp`: bf16 autocast on the CPU).
+    """
 
     backbone: str
     sparse: bool = True
-    mask_ratio: float = 0.75
-    target: str = "norm_pixels"
-    decoder: str = "unet"
+    mask_ratio: float | None = 0.75
+    target: str | None = "norm_pixels"
+    decoder: str | None = "unet"
     input_size: int = 96
     iters: int = 150
     batch_size: int = 32
+    recipe: str | None = None
+    lr_scale: float = 1.0
+    amp: bool = False
 
     @property
     def name(self) -> str:
         """A folder-safe identifier that changes whenever any setting does."""
         mode = "sparse" if self.sparse else "dense"
-        return (
-            f"{self.backbone}-{mode}-mask{round(self.mask_ratio * 100)}-{self.target}-{self.decoder}"
-            f"-{self.input_size}px-{self.iters}x{self.batch_size}"
-        )
+        source = "shared" if self.recipe is None else Path(self.recipe).stem.split("_")[0] + "-recipe"
+        parts = [self.backbone, mode, source]
+        parts += [] if self.mask_ratio is None else [f"mask{round(self.mask_ratio * 100)}"]
+        parts += [part for part in (self.target, self.decoder) if part is not None]
+        parts += [] if self.lr_scale == 1.0 else [f"lrx{self.lr_scale:g}"]
+        parts += ["amp"] if self.amp else []
+        return "-".join([*parts, f"{self.input_size}px", f"{self.iters}x{self.batch_size}"])
 
     @property
     def images_seen(self) -> int:
         return self.iters * self.batch_size
 
+    def warmup_iters(self) -> int:
+        """Warm-up iterations: the recipe's `warmup_fraction` (10 % by default) of the run."""
+        return max(1, round(recipe_config(self.recipe).get("warmup_fraction", 0.1) * self.iters))
+
+    def learning_rate(self) -> float:
+        """The optimiser lr the config sets (before mmengine's batch-size scaling, when the recipe enables it)."""
+        return recipe_config(self.recipe).optim_wrapper.optimizer.lr * self.lr_scale
+
+    def model_overrides(self, seed: int) -> str:
+        parts = [f"backbone={self.backbone!r}", f"sparse={self.sparse}", f"input_size={self.input_size}"]
+        parts.append(f"mask_seed={seed}")
+        if self.mask_ratio is not None:
+            parts.append(f"mask=dict(type='random', mask_ratio={self.mask_ratio})")
+        if self.decoder is not None:
+            if self.decoder not in DECODERS:
+                raise ValueError(f"unknown decoder variant {self.decoder!r}; valid: {', '.join(DECODERS)}")
+            parts.append(f"decoder=dict(_delete_=True, **{DECODERS[self.decoder]!r})")
+        if self.target is not None:
+            parts.append(f"target=dict(type={self.target!r})")
+        return f"model = dict({', '.join(parts)})"
+
     def config_text(self, seed: int) -> str:
-        """An mmengine config for this run: the shared pretraining bases plus this setting and seed."""
-        if self.decoder not in DECODERS:
-            raise ValueError(f"unknown decoder variant {self.decoder!r}; valid: {', '.join(DECODERS)}")
-        bases = [str(ROOT / "configs/pretrain/_base_" / name) for name in PRETRAIN_BASES]
-        warmup = max(1, self.iters // 10)
+        """An mmengine config for this run: its recipe plus this setting, budget and seed."""
+        bases = base_files(self.recipe)
+        warmup = self.warmup_iters()
         checkpoint_every = max(1, self.iters // 3)
         return "\n".join(
             [
                 f"# Generated by tools/compare.py: {self.name}, seed {seed}.",
                 f"_base_ = {bases!r}",
-                f"model = dict(backbone={self.backbone!r}, sparse={self.sparse}, input_size={self.input_size},"
-                f" mask_seed={seed}, mask=dict(type='random', mask_ratio={self.mask_ratio}),"
-                f" decoder=dict(_delete_=True, **{DECODERS[self.decoder]!r}), target=dict(type={self.target!r}))",
+                self.model_overrides(seed),
                 f"train_dataloader = dict(batch_size={self.batch_size}, num_workers=0, persistent_workers=False,"
                 f" dataset=dict(image_size={self.input_size}))",
+                f"optim_wrapper = dict(optimizer=dict(lr={self.learning_rate()!r}))",
                 f"train_cfg = dict(max_iters={self.iters})",
                 "param_scheduler = ["
                 f"dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end={warmup}), "
                 f"dict(type='CosineAnnealingLR', by_epoch=False, begin={warmup}, end={self.iters}, eta_min=1e-5)]",
-                f"default_hooks = dict(logger=dict(interval=5), checkpoint=dict(interval={checkpoint_every},"
-                " max_keep_ckpts=1))",
+                f"default_hooks = dict(logger=dict(interval={LOG_INTERVAL}), checkpoint=dict("
+                f"interval={checkpoint_every}, max_keep_ckpts=1))",
+                f"log_processor = dict(by_epoch=False, window_size={LOG_INTERVAL})",
                 f"custom_hooks = [dict(type='ReconstructionHook', interval={self.iters}, num_images=6),"
                 " dict(type='TrainingSummaryHook', window=10), dict(type='NonFiniteLossHook')]",
                 f"randomness = dict(seed={seed}, deterministic=False)",
@@ -86,9 +149,13 @@ class Variant:
     pretraining: Pretraining
 
 
-def comparison_plan(backbones: list[str], base: Pretraining) -> list[Variant]:
-    """The same setting for every backbone (hiermae's sparse path; the dense reference where `base` asks)."""
-    return [Variant(name, "backbone", replace(base, backbone=name)) for name in backbones]
+def comparison_plan(backbones: list[str], base: Pretraining, family_recipes: bool = False) -> list[Variant]:
+    """The same setting for every backbone (hiermae's sparse path; the dense reference where `base` asks); with
+    `family_recipes`, each backbone starts from its family's recipe."""
+    return [
+        Variant(name, "backbone", replace(base, backbone=name, recipe=family_recipe(name) if family_recipes else None))
+        for name in backbones
+    ]
 
 
 def ablation_plan(axes: list[str], base: Pretraining) -> list[Variant]:
@@ -109,3 +176,15 @@ def ablation_plan(axes: list[str], base: Pretraining) -> list[Variant]:
             if setting not in variants:
                 variants[setting] = Variant(f"{field}={value}", axis, setting)
     return list(variants.values())
+
+
+def sweep_plan(backbones: list[str], base: Pretraining) -> list[Variant]:
+    """Every combination of the `SWEEPS` grid for every backbone, each starting from its family's recipe; the
+    variant's group is its backbone."""
+    variants = []
+    for name in backbones:
+        for ratio in SWEEPS["mask_ratio"]:
+            for scale in SWEEPS["lr_scale"]:
+                setting = replace(base, backbone=name, recipe=family_recipe(name), mask_ratio=ratio, lr_scale=scale)
+                variants.append(Variant(f"mask_ratio={ratio}, lr×{scale:g}", name, setting))
+    return variants

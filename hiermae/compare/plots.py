@@ -28,6 +28,50 @@ def loss_curves(results: list[VariantResults], path: Path) -> None:
     save(figure, path)
 
 
+def loss_vs_time(results: list[VariantResults], path: Path) -> None:
+    """Mean pretraining loss over seeds against training minutes (the runs' own time), one line per variant."""
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for result in results:
+        curves = [
+            (dict(result.losses[seed]), dict(result.seconds[seed])) for seed in result.seconds if seed in result.losses
+        ]
+        curves = [(losses, seconds) for losses, seconds in curves if losses and seconds]
+        if not curves:
+            continue
+        iters = sorted(set.intersection(*(set(losses) & set(seconds) for losses, seconds in curves)))
+        minutes = [sum(seconds[i] for _, seconds in curves) / len(curves) / 60 for i in iters]
+        axes.plot(minutes, [sum(losses[i] for losses, _ in curves) / len(curves) for i in iters],
+                  label=result.variant.label)  # fmt: skip
+    axes.set(xlabel="training minutes", ylabel="pretraining loss (masked units)",
+             title="Pretraining loss against time, mean of seeds")  # fmt: skip
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=8)
+    save(figure, path)
+
+
+def finetune_curves(panels: dict[str, list[tuple[str, dict[int, list[dict]]]]], path: Path) -> None:
+    """One panel per backbone: the fine-tuning training loss per epoch, mean of seeds with a min–max band, for each
+    start (pretrained, random init); a flat end shows the schedule ran to convergence."""
+    columns = min(2, max(1, len(panels)))
+    rows = max(1, -(-len(panels) // columns))
+    figure, grid = plt.subplots(rows, columns, figsize=(6 * columns, 3.6 * rows), squeeze=False)
+    for axes, (title, starts) in zip(grid.flat, panels.items()):
+        for label, curves in starts:
+            runs = [[point["loss"] for point in curve] for curve in curves.values() if curve]
+            if not runs:
+                continue
+            epochs = range(1, min(len(run) for run in runs) + 1)
+            values = [[run[e - 1] for run in runs] for e in epochs]
+            axes.plot(list(epochs), [sum(v) / len(v) for v in values], label=label)
+            axes.fill_between(list(epochs), [min(v) for v in values], [max(v) for v in values], alpha=0.2)
+        axes.set(title=title, xlabel="epoch", ylabel="training loss")
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(fontsize=8)
+    for axes in list(grid.flat)[len(panels) :]:
+        axes.set_visible(False)
+    save(figure, path)
+
+
 def accuracy_bars(rows: list[tuple[str, dict[str, Spread]]], protocols: list[str], path: Path) -> None:
     """Grouped bars: for each protocol, one bar per row (e.g. backbone × init), error bars one std."""
     figure, axes = plt.subplots(figsize=(max(7, 1.2 * len(rows) * len(protocols) / 2), 4.5))

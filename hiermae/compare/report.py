@@ -7,7 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hiermae.compare import plots
+from hiermae.compare.recipes import COLUMNS, RecipeSummary
 from hiermae.compare.results import PROTOCOL_NAMES, Spread, VariantResults, pretraining_compute
+
+FINETUNE_SANITY = 0.70  # random-init fine-tuning must reach this for the protocol to count as converged
+FINETUNE_GAIN_GOAL = 3.0  # points of fine-tuning top-1 over random init, beyond noise, for every family
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,107 @@ def cpu_speed_up(sparse: dict, dense: dict) -> str:
     return f"{sparse['images_per_cpu_second'] / dense['images_per_cpu_second']:.2f}×"
 
 
+def gain_text(pretrained: Spread, random: Spread) -> str:
+    """Gain in points and whether it exceeds the seeds' combined spread (the report's noise rule)."""
+    difference = difference_text(pretrained, random)
+    if difference == "–":
+        return difference
+    judged = verdict(pretrained, random) if pretrained.mean >= random.mean else verdict(random, pretrained)
+    if judged == "reproduced":
+        return f"{difference} (beyond noise)"
+    if "one seed only" in judged:
+        return f"{difference} (one seed)"
+    return f"{difference} (within noise)"
+
+
+def recipe_table(recipes: dict[str, RecipeSummary]) -> list[str]:
+    """Each backbone's pretraining recipe, as its generated config set it."""
+    lines = ["| backbone | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
+    lines += [f"| {name} | " + " | ".join(summary.row()) + " |" for name, summary in recipes.items()]
+    return lines
+
+
+def budget_table(results: list[VariantResults]) -> list[str]:
+    """Iterations, images seen, measured training minutes and final loss of each variant's pretraining runs."""
+    lines = [
+        "| variant | iterations | images seen | training minutes per run | final pretraining loss |",
+        "|---|---|---|---|---|",
+    ]
+    for result in results:
+        setting = result.variant.pretraining
+        lines.append(
+            f"| {result.variant.label} | {setting.iters} | {setting.images_seen} | "
+            f"{result.training_minutes().text(1.0, 1)} | {result.final_loss().text(1.0, 3)} |"
+        )
+    return lines
+
+
+def convergence(curves: dict[int, list[dict]]) -> tuple[Spread, Spread]:
+    """Final fine-tuning training loss per seed, and its relative change over the last quarter of the epochs (a
+    flattened loss changes little there)."""
+    finals, changes = [], []
+    for curve in curves.values():
+        if len(curve) < 2:
+            continue
+        quarter = curve[max(0, round(0.75 * len(curve)) - 1)]["loss"]
+        finals.append(curve[-1]["loss"])
+        changes.append((curve[-1]["loss"] - quarter) / quarter)
+    return Spread(tuple(finals)), Spread(tuple(changes))
+
+
+def convergence_table(rows: list[tuple[str, str, dict[int, list[dict]]]]) -> list[str]:
+    lines = [
+        "| backbone | init | epochs | final training loss | change over the last quarter of the epochs |",
+        "|---|---|---|---|---|",
+    ]
+    for name, start, curves in rows:
+        if not curves:
+            continue
+        final, change = convergence(curves)
+        epochs = max(len(curve) for curve in curves.values())
+        lines.append(f"| {name} | {start} | {epochs} | {final.text(1.0, 3)} | {change.text(100.0, 1)} % |")
+    return lines
+
+
+def goal_lines(
+    results: list[VariantResults], random_init: dict[str, dict[str, dict[int, float]]], protocols: list[str]
+) -> list[str]:
+    """The comparison's goals checked against its numbers, family by family (the noise rule as in the tables)."""
+    lines = []
+    if "finetune" in protocols:
+        for result in results:
+            name = result.variant.pretraining.backbone
+            random = Spread(tuple(random_init.get(name, {}).get("finetune", {}).values()))
+            pretrained = result.spread("finetune")
+            if not random.values or not pretrained.values:
+                continue
+            sane = "meets" if random.mean >= FINETUNE_SANITY else "misses"
+            gain = 100 * (pretrained.mean - random.mean)
+            beyond = verdict(pretrained, random) == "reproduced"
+            met = "met" if gain >= FINETUNE_GAIN_GOAL and beyond else "not met"
+            lines.append(
+                f"- **{name}**: random-init fine-tuning {100 * random.mean:.1f} % ({sane} the "
+                f"{100 * FINETUNE_SANITY:.0f} % sanity bar); fine-tuning gain {gain:+.1f} points, "
+                f"{'beyond' if beyond else 'within'} noise: goal of ≥ +{FINETUNE_GAIN_GOAL:.0f} beyond noise {met}."
+            )
+    if "linear" in protocols:
+        wins = []
+        for result in results:
+            name = result.variant.pretraining.backbone
+            random = Spread(tuple(random_init.get(name, {}).get("linear", {}).values()))
+            if (
+                result.spread("linear").values
+                and random.values
+                and verdict(result.spread("linear"), random) == "reproduced"
+            ):
+                wins.append(name)
+        lines.append(
+            f"- Linear probe beyond noise above random init for {len(wins)} of {len(results)} backbones"
+            f" ({', '.join(wins) or 'none'}); the goal asks for at least three."
+        )
+    return lines
+
+
 def comparison_report(
     results: list[VariantResults],
     random_init: dict[str, dict[str, dict[int, float]]],
@@ -143,29 +248,51 @@ def comparison_report(
     protocols: list[str],
     folder: Path,
     preamble: list[str],
+    recipes: dict[str, RecipeSummary] | None = None,
+    random_curves: dict[str, dict[int, list[dict]]] | None = None,
 ) -> str:
     """Markdown for a backbone comparison; writes its plots under `folder`."""
     backbones = [r.variant.pretraining.backbone for r in results]
-    lines = [*preamble, "## Cost of one masked-pretraining step", ""]
+    lines = list(preamble)
+    if recipes:
+        lines += ["## Pretraining recipes (read from each run's generated config)", "", *recipe_table(recipes), ""]
+    lines += ["## Pretraining budget (measured)", "", *budget_table(results), ""]
+    lines += ["## Cost of one masked-pretraining step", ""]
     lines += cost_table(backbones, measurements)
     lines += ["", "FLOPs are per image, forward only, fvcore's convention (one multiply-add = one FLOP).", ""]
     lines += ["## Accuracy on Fashion-MNIST (top-1 %, mean ± std over seeds)", ""]
-    lines += [f"| backbone | init | {accuracy_columns(protocols)} | final pretraining loss |"]
-    lines += ["|---|---|" + "---|" * len(protocols) + "---|"]
+    lines += [f"| backbone | init | {accuracy_columns(protocols)} |"]
+    lines += ["|---|---|" + "---|" * len(protocols)]
     bars = []
     for result in results:
         name = result.variant.pretraining.backbone
         random = {p: Spread(tuple(random_init.get(name, {}).get(p, {}).values())) for p in protocols}
         pretrained = {p: result.spread(p) for p in protocols}
-        gain = " | ".join(difference_text(pretrained[p], random[p]) for p in protocols)
-        lines.append(f"| {name} | random | " + " | ".join(random[p].text() for p in protocols) + " | |")
-        lines.append(
-            f"| {name} | hiermae | " + " | ".join(pretrained[p].text() for p in protocols)
-            + f" | {result.final_loss().text(1.0, 3)} |"
-        )  # fmt: skip
-        lines.append(f"| {name} | gain | {gain} | |")
+        lines.append(f"| {name} | random | " + " | ".join(random[p].text() for p in protocols) + " |")
+        lines.append(f"| {name} | hiermae | " + " | ".join(pretrained[p].text() for p in protocols) + " |")
+        lines.append(f"| {name} | gain | " + " | ".join(gain_text(pretrained[p], random[p]) for p in protocols) + " |")
         bars += [(f"{name} random", random), (f"{name} hiermae", pretrained)]
+    lines += [
+        "",
+        "A gain is beyond noise when it exceeds the two inits' seed standard deviations combined (√(σ₁² + σ₂²)).",
+        "",
+    ]
+    goals = goal_lines(results, random_init, protocols)
+    if goals:
+        lines += ["## Goals checked", "", *goals, ""]
+    curves = random_curves or {}
+    rows = []
+    for result in results:
+        name = result.variant.pretraining.backbone
+        rows += [(name, "random", curves.get(name, {})), (name, "hiermae", result.finetune_curves)]
+    names = ["loss_curves", "loss_vs_time"]
+    if any(c for _, _, c in rows):
+        lines += ["## Fine-tuning convergence", "", *convergence_table(rows), ""]
+        panels = {name: [(start, c) for n, start, c in rows if n == name] for name in backbones}
+        plots.finetune_curves(panels, folder / "finetune_curves.png")
+        names.append("finetune_curves")
     plots.loss_curves(results, folder / "loss_curves.png")
+    plots.loss_vs_time(results, folder / "loss_vs_time.png")
     plots.accuracy_bars(bars, protocols, folder / "accuracy.png")
     headline = "linear" if "linear" in protocols else protocols[0]
     accuracy_points, throughput_points = [], []
@@ -187,8 +314,60 @@ def comparison_report(
         throughput_points, "pretraining GFLOPs per image (forward)", "images / s (forward + backward)",
         "Throughput vs FLOPs", folder / "throughput_vs_flops.png",
     )  # fmt: skip
-    lines += ["", *image_links(folder, ["loss_curves", "accuracy", "accuracy_vs_flops", "throughput_vs_flops"])]
+    names += ["accuracy", "accuracy_vs_flops", "throughput_vs_flops"]
+    lines += ["", *image_links(folder, names)]
     return "\n".join(lines) + "\n"
+
+
+def sweep_report(
+    results: list[VariantResults],
+    protocols: list[str],
+    defaults: dict[str, str],
+    split: str,
+    folder: Path,
+    preamble: list[str],
+) -> str:
+    """Markdown for a per-family sweep: every variant's seeds, and the best variant against the recipe's default.
+
+    `defaults` maps each backbone to the label of the variant that matches its recipe as committed. The selection
+    metric is fine-tuning top-1 when measured, else the first protocol's, scored on `split`."""
+    metric = "finetune" if "finetune" in protocols else protocols[0]
+    lines = [*preamble, f"Selection metric: {PROTOCOL_NAMES[metric]} top-1 on the {split}.", ""]
+    for backbone in dict.fromkeys(r.variant.group for r in results):
+        rows = [r for r in results if r.variant.group == backbone]
+        lines += [f"## {backbone}", ""]
+        lines += [f"| variant | iterations | final pretraining loss | {accuracy_columns(protocols)} |"]
+        lines += ["|---|---|---|" + "---|" * len(protocols)]
+        for result in rows:
+            cells = " | ".join(seed_values(result, p) for p in protocols)
+            marker = " (recipe)" if result.variant.label == defaults.get(backbone) else ""
+            lines.append(
+                f"| {result.variant.label}{marker} | {result.variant.pretraining.iters} | "
+                f"{result.final_loss().text(1.0, 3)} | {cells} |"
+            )
+        measured = [r for r in rows if r.spread(metric).values]
+        default = next((r for r in rows if r.variant.label == defaults.get(backbone)), None)
+        if measured and default is not None and default.spread(metric).values:
+            best = max(measured, key=lambda r: r.spread(metric).mean)
+            choice = "the recipe's default leads"
+            if best is not default:
+                noise = "beyond" if verdict(best.spread(metric), default.spread(metric)) == "reproduced" else "within"
+                lead = 100 * (best.spread(metric).mean - default.spread(metric).mean)
+                choice = f"**{best.variant.label}** leads the recipe's default by {lead:+.1f} points ({noise} noise)"
+            lines += ["", f"Best by {PROTOCOL_NAMES[metric]}: {choice}.", ""]
+        lines.append("")
+    plots.loss_curves(results, folder / "sweep_loss_curves.png")
+    lines += image_links(folder, ["sweep_loss_curves"])
+    return "\n".join(lines) + "\n"
+
+
+def seed_values(result: VariantResults, protocol: str) -> str:
+    """Each seed's top-1 and their mean ± std, e.g. '71.2, 72.0 (71.6 ± 0.6)'."""
+    values = result.accuracy.get(protocol, {})
+    if not values:
+        return "–"
+    each = ", ".join(f"{100 * values[seed]:.1f}" for seed in sorted(values))
+    return f"{each} ({result.spread(protocol).text()})"
 
 
 def ablation_report(

@@ -34,17 +34,24 @@ class Spread:
 
 @dataclass
 class VariantResults:
-    """Everything measured for one variant: its loss curves and its accuracy per protocol, per seed."""
+    """Everything measured for one variant, per seed: its loss curves, training seconds at each logged iteration,
+    accuracy per protocol and fine-tuning curves."""
 
     variant: Variant
     losses: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
     accuracy: dict[str, dict[int, float]] = field(default_factory=dict)
+    seconds: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
+    finetune_curves: dict[int, list[dict]] = field(default_factory=dict)
 
     def spread(self, protocol: str) -> Spread:
         return Spread(tuple(self.accuracy.get(protocol, {}).values()))
 
     def final_loss(self) -> Spread:
         return Spread(tuple(curve[-1][1] for curve in self.losses.values() if curve))
+
+    def training_minutes(self) -> Spread:
+        """Training time of each finished run (the iterations' own time, without start-up), in minutes."""
+        return Spread(tuple(curve[-1][1] / 60 for curve in self.seconds.values() if curve))
 
 
 def gather_variant(run: Path, variant: Variant, seeds: list[int]) -> VariantResults:
@@ -53,9 +60,18 @@ def gather_variant(run: Path, variant: Variant, seeds: list[int]) -> VariantResu
     for seed in seeds:
         pretrain = pretraining_path(run, variant.pretraining, seed)
         if pretrain.exists():
-            results.losses[seed] = [tuple(point) for point in read_json(pretrain)["losses"]]
+            recorded = read_json(pretrain)
+            results.losses[seed] = [tuple(point) for point in recorded["losses"]]
+            results.seconds[seed] = [tuple(point) for point in recorded.get("seconds", [])]
         add_accuracy(results.accuracy, evaluation_path(run, variant.pretraining.name, seed), seed)
+    results.finetune_curves = gather_curves(run, variant.pretraining.name, seeds)
     return results
+
+
+def gather_curves(run: Path, tag: str, seeds: list[int]) -> dict[int, list[dict]]:
+    """The per-epoch fine-tuning curves of an evaluated encoder, per seed, where they exist."""
+    paths = {seed: evaluation_path(run, tag, seed).parent / "finetune" / "curve.json" for seed in seeds}
+    return {seed: read_json(path) for seed, path in paths.items() if path.exists()}
 
 
 def gather_random_init(run: Path, backbone: str, input_size: int, seeds: list[int]) -> dict[str, dict[int, float]]:

@@ -3,20 +3,25 @@
 A step whose result file exists is skipped, so an interrupted comparison resumes where it stopped; a pretraining
 run that was cut off resumes from its last checkpoint (`tools/train.py --resume`). Result files are written by
 rename, so a kill never leaves a half-written one. Independent steps run `jobs` at a time, each with an equal
-share of the CPU threads.
+share of the CPU threads. Steps: cost measurement, calibration (seconds per pretraining iteration, for equal
+wall-time budgets), pretraining, and evaluation (`hiermae.compare.transfer`: probes and fine-tuning).
 """
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from hiermae.compare.plan import ROOT, Pretraining
+from hiermae.downstream.finetune import FineTuneRecipe
+
+CALIBRATION_ITERS = 25  # a short run of the real config; its first logged window (warm-up) is left out
 
 
 def write_json(path: Path, data: object) -> None:
@@ -97,62 +102,128 @@ def run_steps(steps: Sequence[Step], jobs: int, cpus: int | None = None) -> None
     run_chains([[step] for step in steps], jobs, cpus)
 
 
-def pretrain_step(run: Path, pretraining: Pretraining, seed: int) -> Step:
-    """Pretrain one setting with one seed through tools/train.py; the result holds the loss curve."""
-    work_dir = pretraining_path(run, pretraining, seed).parent
+def pretrain_step(run: Path, pretraining: Pretraining, seed: int, folder: str = "pretrain") -> Step:
+    """Pretrain one setting with one seed through tools/train.py; the result holds the loss curve and the training
+    seconds at each logged iteration."""
+    work_dir = run / folder / pretraining.name / f"seed{seed}"
     config = work_dir / "config.py"
     work_dir.mkdir(parents=True, exist_ok=True)
     if not config.exists():
         config.write_text(pretraining.config_text(seed))
     command = [sys.executable, "tools/train.py", str(config), "--work-dir", str(work_dir)]
+    command += ["--amp"] if pretraining.amp else []
     if (work_dir / "last_checkpoint").exists():
         command.append("--resume")
+
+    def collect() -> dict:
+        log = training_log(work_dir)
+        return {
+            "losses": [(it, loss) for it, loss, _ in log],
+            "seconds": [(it, seconds) for it, _, seconds in log],
+            "checkpoint": str(final_checkpoint(work_dir, pretraining)),
+        }
+
     return Step(
-        name=f"pretrain {pretraining.name} seed {seed}",
+        name=f"{folder} {pretraining.name} seed {seed}",
         command=command,
-        result=pretraining_path(run, pretraining, seed),
+        result=work_dir / "result.json",
         log=work_dir / "train.log",
-        collect=lambda: {"losses": loss_curve(work_dir), "checkpoint": str(final_checkpoint(work_dir, pretraining))},
+        collect=collect,
     )
+
+
+def calibration_step(run: Path, pretraining: Pretraining) -> Step:
+    """A `CALIBRATION_ITERS`-iteration run of the setting; the result is its median seconds per iteration."""
+    short = replace(pretraining, iters=CALIBRATION_ITERS)
+    step = pretrain_step(run, short, seed=0, folder="calibrate")
+    work_dir = step.result.parent
+
+    def collect() -> dict:
+        times = [record["time"] for record in scalar_records(work_dir) if "time" in record][1:]
+        if not times:
+            raise StepError(f"calibration of {pretraining.name} logged no iteration times; see {step.log}")
+        return {"seconds_per_iter": statistics.median(times), "times": times}
+
+    result = calibration_path(run, pretraining)
+    return replace(step, name=f"calibrate {pretraining.name}", result=result, collect=collect)
+
+
+def calibration_path(run: Path, pretraining: Pretraining) -> Path:
+    return run / "calibrate" / replace(pretraining, iters=CALIBRATION_ITERS).name / "calibration.json"
+
+
+def budget_iters(run: Path, pretraining: Pretraining, minutes: float) -> int | None:
+    """Iterations that fill `minutes` of training at the calibrated speed, or None before calibration."""
+    path = calibration_path(run, pretraining)
+    if not path.exists():
+        return None
+    return max(1, int(minutes * 60 / read_json(path)["seconds_per_iter"]))
 
 
 def final_checkpoint(work_dir: Path, pretraining: Pretraining) -> Path:
     return work_dir / f"iter_{pretraining.iters}.pth"
 
 
-def loss_curve(work_dir: Path) -> list[tuple[int, float]]:
-    """(iteration, logged loss) pairs from every session of a run (a resumed run logs in a new folder)."""
-    points = {}
-    for scalars in sorted(work_dir.glob("*/vis_data/scalars.json")):
-        for line in scalars.read_text().splitlines():
-            record = json.loads(line)
-            if "loss" in record:
-                points[int(record["iter"])] = float(record["loss"])
-    return sorted(points.items())
+def scalar_records(work_dir: Path) -> list[dict]:
+    """Every record mmengine logged in `work_dir`'s sessions (a resumed run logs in a new folder), in order."""
+    return [json.loads(line) for path in sorted(work_dir.glob("*/vis_data/scalars.json")) for line in path.open()]
+
+
+def training_log(work_dir: Path) -> list[tuple[int, float, float]]:
+    """(iteration, logged loss, training seconds so far) for every logged iteration of a run.
+
+    A logged `time` is the mean seconds per iteration over the `LOG_INTERVAL` iterations before it (the generated
+    configs log that often, over that window), so the seconds so far add interval × time; a resumed session
+    re-logs the iterations after its checkpoint and the later value counts.
+    """
+    points = {int(r["iter"]): r for r in scalar_records(work_dir) if "loss" in r}
+    log, seconds, previous = [], 0.0, 0
+    for iteration in sorted(points):
+        record = points[iteration]
+        seconds += (iteration - previous) * float(record.get("time", 0.0))
+        log.append((iteration, float(record["loss"]), seconds))
+        previous = iteration
+    return log
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Fashion-MNIST protocols and data limits shared by every evaluation in a comparison."""
+    """The protocols and data shared by every evaluation in a comparison.
+
+    `labelled=N` is the low-label regime: every protocol trains on a fixed stratified N training images (else on
+    the first `train_limit`); top-1 is on the test images (the first `test_limit`), or, with
+    `evaluate_on='validation'`, on 2000 other training images (for sweeps, which must not look at the test split).
+    """
 
     protocols: tuple[str, ...] = ("knn", "linear", "finetune")
-    train_limit: int = 4000
-    test_limit: int = 1000
-    linear_epochs: int = 20
-    finetune_epochs: int = 1
+    labelled: int | None = 1000
+    train_limit: int | None = None
+    test_limit: int | None = None
+    evaluate_on: str = "test"
+    linear_epochs: int = 100
+    finetune: FineTuneRecipe = field(default_factory=lambda: FineTuneRecipe(epochs=20, warmup_epochs=2))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Evaluation":
+        values = json.loads(text)
+        recipe = values.pop("finetune")
+        recipe["crop_scale"] = tuple(recipe["crop_scale"])
+        return cls(**{**values, "protocols": tuple(values["protocols"]), "finetune": FineTuneRecipe(**recipe)})
 
 
 def evaluate_step(
     run: Path, evaluation: Evaluation, seed: int, *, checkpoint: Path | None, backbone: str, input_size: int, tag: str
 ) -> Step:
-    """tools/evaluate.py on a pretraining checkpoint, or on random init of `backbone` when `checkpoint` is None."""
+    """`hiermae.compare.transfer` on a pretraining checkpoint, or on random init of `backbone` when `checkpoint` is
+    None; fine-tuning leaves its curve in `<folder>/finetune/curve.json`."""
     folder = evaluation_path(run, tag, seed).parent
-    command = [sys.executable, "tools/evaluate.py"]
-    command += [str(checkpoint)] if checkpoint is not None else ["--backbone", backbone]
-    command += ["--input-size", str(input_size), "--protocol", *evaluation.protocols, "--seed", str(seed)]
-    command += ["--train-limit", str(evaluation.train_limit), "--test-limit", str(evaluation.test_limit)]
-    command += ["--linear-epochs", str(evaluation.linear_epochs), "--finetune-epochs", str(evaluation.finetune_epochs)]
-    command += ["--work-dir", str(folder), "--json", str(folder / "result.json")]
+    command = [sys.executable, "-m", "hiermae.compare.transfer"]
+    command += [str(checkpoint)] if checkpoint is not None else []
+    command += ["--backbone", backbone, "--input-size", str(input_size), "--seed", str(seed)]
+    command += ["--evaluation", evaluation.to_json(), "--work-dir", str(folder), "--json", str(folder / "result.json")]
     return Step(name=f"evaluate {tag} seed {seed}", command=command, result=folder / "result.json", log=folder / "log")
 
 

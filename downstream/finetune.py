@@ -1,0 +1,336 @@
+"""Fine-tuning a whole timm classifier from an export, a pretraining checkpoint or random init, as the MIM papers
+fine-tune (MAE, He et al. 2022; SimMIM, Xie et al. 2022; SparK, Tian et al. 2023; ConvNeXt V2, Woo et al. 2023).
+
+AdamW with layer-wise lr decay (`layer_decay.py`), linear warm-up then cosine decay to zero, label smoothing,
+drop path, random-resized crops and flips, bf16 autocast on the CPU (fp16 with loss scaling on a GPU). The
+schedule is fixed in epochs and ends at lr 0, so the training loss flattens by construction; `TrainingCurveHook`
+records it epoch by epoch so a report can show it. Everything runs through an mmengine Runner, from Python
+(`finetune`), from `tools/finetune.py`, or from a config in `configs/finetune/` with `tools/train.py`.
+"""
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.model import BaseModel
+from mmengine.registry import HOOKS, MODELS
+from mmengine.runner import Runner
+
+from hiermae.downstream import layer_decay  # noqa: F401  (registers the optimiser constructor)
+from hiermae.downstream.accuracy import predictions
+from hiermae.downstream.checkpoints import read_encoder_weights
+from hiermae.downstream.key_report import KeyReport
+from hiermae.downstream.labelled_data import LabelledImageFolder
+from hiermae.downstream.pretrained import DEFAULT_INPUT_SIZE, load_backbone
+from hiermae.training import enable_amp
+
+# timm classifier options: MAE fine-tunes ViT on the average of the patch tokens, not the class token.
+CLASSIFIER_OPTIONS = {"vit": dict(global_pool="avg", fc_norm=False)}
+FASHION_MNIST_NORMALIZATION = dict(mean=[72.9] * 3, std=[90.0] * 3)  # as in the pretraining configs
+
+
+@dataclass(frozen=True)
+class FineTuneRecipe:
+    """The fine-tuning protocol; every field is one of its hyper-parameters.
+
+    lr = `base_lr` × `batch_size` / 256 for the head (MAE's scaling rule); `layer_decay` None takes the family's
+    rate for pretrained weights and none for random init (`layer_decay.layer_decay_rate`). Validation runs
+    every `val_interval` epochs and after the last one (None: only after the last).
+    """
+
+    epochs: int = 30
+    batch_size: int = 64
+    base_lr: float = 1e-3
+    weight_decay: float = 0.05
+    layer_decay: float | None = None
+    warmup_epochs: int = 3
+    label_smoothing: float = 0.1
+    drop_path: float = 0.1
+    crop_scale: tuple[float, float] = (0.35, 1.0)
+    amp: bool = True
+    val_interval: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(f"need epochs ≥ 1 and 0 ≤ warmup_epochs < epochs, got {self.epochs}, {self.warmup_epochs}")
+        if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
+            raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
+        if not 0.0 <= self.label_smoothing < 1.0 or not 0.0 <= self.drop_path < 1.0:
+            raise ValueError("label_smoothing and drop_path must be in [0, 1)")
+        if not 0.0 < self.crop_scale[0] <= self.crop_scale[1] <= 1.0:
+            raise ValueError(f"crop_scale must satisfy 0 < low ≤ high ≤ 1, got {self.crop_scale}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ClassificationData:
+    """Dataset configs (without their image size) for training and evaluation, the number of classes and the pixel
+    normalisation."""
+
+    train: dict
+    val: dict
+    num_classes: int
+    normalization: dict = field(default_factory=lambda: dict(FASHION_MNIST_NORMALIZATION))
+
+    def at(self, image_size: int, augment: bool = True) -> tuple[dict, dict]:
+        """The training and evaluation dataset configs at `image_size` (`augment=False`: training data as is)."""
+        train = dict(self.train, image_size=image_size)
+        if not augment:
+            train["augment"] = False
+        return train, dict(self.val, image_size=image_size)
+
+
+def fashion_mnist_data(
+    crop_scale: tuple[float, float],
+    *,
+    labelled: int | None = None,
+    evaluate_on: str = "test",
+    train_limit: int | None = None,
+    test_limit: int | None = None,
+) -> ClassificationData:
+    """Fashion-MNIST: train on the training images (the first `train_limit`), or on the fixed stratified
+    `labelled` subset of them; evaluate on the test images (the first `test_limit`), or (`evaluate_on=
+    'validation'`) on 2000 other training images, to choose settings without looking at the test split."""
+    if evaluate_on not in ("test", "validation"):
+        raise ValueError(f"evaluate_on must be 'test' or 'validation', got {evaluate_on!r}")
+    if evaluate_on == "validation" and labelled is None:
+        raise ValueError("the validation split is held out of the labelled subset: give `labelled` with it")
+    common = dict(type="LabelledFashionMNIST", labelled_size=labelled or 1000)
+    subset = "all" if labelled is None else "labelled"
+    train = dict(common, split="train", subset=subset, limit=train_limit, augment=True, crop_scale=list(crop_scale))
+    if evaluate_on == "test":
+        val = dict(common, split="test", limit=test_limit)
+    else:
+        val = dict(common, split="train", subset="validation", limit=train_limit)
+    return ClassificationData(train, val, num_classes=10)
+
+
+def image_folder_data(
+    root: str, crop_scale: tuple[float, float], val_root: str | None = None, val_fraction: float = 0.2
+) -> ClassificationData:
+    """A folder with one sub-folder per class: evaluate on `val_root`, or on a stratified held-out `val_fraction`."""
+    common = dict(type="LabelledImageFolder")
+    if val_root is None:
+        train = dict(common, root=root, part="train", val_fraction=val_fraction)
+        val = dict(common, root=root, part="val", val_fraction=val_fraction)
+    else:
+        train, val = dict(common, root=root), dict(common, root=val_root)
+    train.update(augment=True, crop_scale=list(crop_scale))
+    classes = LabelledImageFolder(root).metainfo["classes"]
+    if val_root is not None:
+        val_classes = LabelledImageFolder(val_root).metainfo["classes"]
+        if val_classes != classes:
+            raise ValueError(f"{val_root} has classes {list(val_classes)}, but {root} has {list(classes)}")
+    normalization = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])  # ImageNet's, in 0-255
+    return ClassificationData(train, val, num_classes=len(classes), normalization=normalization)
+
+
+@MODELS.register_module()
+class ImageClassifier(BaseModel):
+    """A timm classifier (timm's own pooling and head) trained end to end with label-smoothed cross-entropy.
+
+    Its backbone comes from `checkpoint` (a pretraining checkpoint or a timm export, strict-loaded except the
+    head; it names its backbone and size) or is randomly initialised (`checkpoint=None`, `backbone` required).
+    """
+
+    def __init__(
+        self,
+        backbone: str | None = None,
+        checkpoint: str | None = None,
+        num_classes: int = 10,
+        input_size: int | None = None,
+        drop_path_rate: float = 0.0,
+        label_smoothing: float = 0.0,
+        data_preprocessor: dict | None = None,
+        init_cfg: dict | None = None,
+    ) -> None:
+        preprocessor = data_preprocessor or dict(type="ImgDataPreprocessor", **FASHION_MNIST_NORMALIZATION)
+        super().__init__(data_preprocessor=preprocessor, init_cfg=init_cfg)
+        loaded = load_backbone(
+            checkpoint, backbone, input_size, num_classes, CLASSIFIER_OPTIONS, drop_path_rate=drop_path_rate
+        )
+        self.network = loaded.model
+        # The weights are loaded (or timm initialised them): mmengine's Runner calls `init_weights()` of every child
+        # that has one, and timm's ResNet / ViT / Swin would re-initialise themselves.
+        self.network.is_init = True
+        self.backbone = loaded.name
+        self.pretrained = checkpoint is not None
+        self.input_size = loaded.input_size
+        self.load_report: KeyReport | None = loaded.report
+        self.label_smoothing = label_smoothing
+
+    def forward(self, inputs: torch.Tensor, data_samples: dict | None = None, mode: str = "tensor"):
+        logits = self.network(inputs)
+        if mode == "loss":
+            return {"loss": F.cross_entropy(logits, data_samples["label"], label_smoothing=self.label_smoothing)}
+        if mode == "predict":
+            return predictions(logits, data_samples["label"])
+        if mode == "tensor":
+            return logits
+        raise ValueError(f"unknown mode {mode!r}; use 'loss', 'predict' or 'tensor'")
+
+
+@HOOKS.register_module()
+class TrainingCurveHook(Hook):
+    """Per epoch: mean training loss, the head's learning rate and training seconds so far; after a validation,
+    its top-1. The curve is rewritten to `<work_dir>/curve.json` after every epoch (by rename)."""
+
+    priority = "LOW"
+
+    def __init__(self) -> None:
+        self.curve: list[dict[str, float]] = []
+        self.losses: list[float] = []
+        self.seconds = 0.0
+        self.started = 0.0
+
+    def before_train_epoch(self, runner) -> None:  # noqa: ANN001
+        self.started, self.losses = time.monotonic(), []
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:  # noqa: ANN001
+        self.losses.append(float(torch.as_tensor(outputs["loss"]).detach()))
+
+    def after_train_epoch(self, runner) -> None:  # noqa: ANN001
+        self.seconds += time.monotonic() - self.started
+        lr = max(runner.optim_wrapper.get_lr()["lr"])
+        loss = sum(self.losses) / max(len(self.losses), 1)
+        self.curve.append({"epoch": runner.epoch + 1, "loss": loss, "lr": lr, "seconds": self.seconds})
+        self.write(runner)
+
+    def after_val_epoch(self, runner, metrics: dict | None = None) -> None:  # noqa: ANN001
+        if self.curve and metrics and "top1" in metrics:
+            self.curve[-1]["top1"] = float(metrics["top1"])
+            self.write(runner)
+
+    def write(self, runner) -> None:  # noqa: ANN001
+        path = Path(runner.work_dir) / "curve.json"
+        partial = path.with_name("curve.json.partial")
+        partial.write_text(json.dumps(self.curve, indent=1))
+        os.replace(partial, path)
+
+
+def runner_config(
+    recipe: FineTuneRecipe,
+    data: ClassificationData,
+    *,
+    backbone: str | None,
+    checkpoint: str | Path | None,
+    input_size: int | None,
+    work_dir: str | Path,
+    seed: int = 0,
+    save_checkpoint: bool = False,
+) -> Config:
+    """The mmengine config of one fine-tuning run (the keys the `configs/finetune/` files set). The backbone and
+    input size default to those the checkpoint names (random init: `backbone` is required, 64 px by default)."""
+    if checkpoint is None:
+        if backbone is None:
+            raise ValueError("fine-tuning needs a checkpoint, or a backbone name for random init")
+        name, input_size = backbone, input_size or DEFAULT_INPUT_SIZE
+    else:
+        weights = read_encoder_weights(checkpoint, backbone)
+        name, input_size = weights.backbone, input_size or weights.input_size
+    epochs, warmup = recipe.epochs, recipe.warmup_epochs
+    val_interval = recipe.val_interval or epochs
+    train_set, val_set = data.at(input_size)
+    loader = dict(num_workers=0, collate_fn=dict(type="default_collate"))
+    schedule = [dict(type="CosineAnnealingLR", by_epoch=True, begin=warmup, end=epochs, T_max=epochs - warmup,
+                     eta_min=0.0, convert_to_iter_based=True)]  # fmt: skip
+    if warmup:
+        schedule.insert(0, dict(type="LinearLR", start_factor=1e-3, by_epoch=True, begin=0, end=warmup,
+                                convert_to_iter_based=True))  # fmt: skip
+    cfg = Config(
+        dict(
+            default_scope=None,
+            work_dir=str(work_dir),
+            model=dict(
+                type="ImageClassifier",
+                backbone=name,
+                checkpoint=None if checkpoint is None else str(checkpoint),
+                num_classes=data.num_classes,
+                input_size=input_size,
+                drop_path_rate=recipe.drop_path,
+                label_smoothing=recipe.label_smoothing,
+                data_preprocessor=dict(type="ImgDataPreprocessor", **data.normalization),
+            ),
+            train_dataloader=dict(
+                batch_size=recipe.batch_size,
+                sampler=dict(type="DefaultSampler", shuffle=True),
+                dataset=train_set,
+                **loader,
+            ),
+            val_dataloader=dict(
+                batch_size=256, sampler=dict(type="DefaultSampler", shuffle=False), dataset=val_set, **loader
+            ),
+            val_evaluator=dict(type="TopOneAccuracy"),
+            train_cfg=dict(by_epoch=True, max_epochs=epochs, val_interval=val_interval),
+            val_cfg=dict(fp16=recipe.amp),
+            optim_wrapper=dict(
+                type="OptimWrapper",
+                optimizer=dict(type="AdamW", lr=recipe.base_lr, betas=(0.9, 0.999), weight_decay=recipe.weight_decay),
+                constructor="LayerDecayOptimWrapperConstructor",
+                paramwise_cfg=dict(layer_decay_rate=recipe.layer_decay),
+            ),
+            auto_scale_lr=dict(base_batch_size=256, enable=True),
+            param_scheduler=schedule,
+            default_hooks=dict(
+                checkpoint=dict(type="CheckpointHook", interval=-1, save_last=save_checkpoint),
+                logger=dict(type="LoggerHook", interval=10),
+            ),
+            custom_hooks=[dict(type="TrainingCurveHook")],
+            log_processor=dict(by_epoch=True, window_size=10),
+            randomness=dict(seed=seed, deterministic=False),
+            env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo")),
+        )
+    )
+    if recipe.amp:
+        enable_amp(cfg)
+    return cfg
+
+
+@dataclass
+class FineTuneResult:
+    """Top-1 on the evaluation set after the last epoch, the per-epoch curve, and how the weights were loaded."""
+
+    top1: float
+    curve: list[dict[str, float]]
+    load_report: KeyReport | None
+    backbone: str
+    input_size: int
+
+
+def run_finetuning(cfg: Config) -> FineTuneResult:
+    """Train the config's classifier and return its final top-1 and training curve."""
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    curve_hook = next(hook for hook in runner.hooks if isinstance(hook, TrainingCurveHook))
+    final = curve_hook.curve[-1] if curve_hook.curve else {}
+    if "top1" not in final:
+        raise RuntimeError(f"fine-tuning in {cfg.work_dir} ended without a validation after its last epoch")
+    model: ImageClassifier = runner.model
+    return FineTuneResult(final["top1"], curve_hook.curve, model.load_report, model.backbone, model.input_size)
+
+
+def finetune(
+    checkpoint: str | Path | None,
+    data: ClassificationData,
+    *,
+    recipe: FineTuneRecipe,
+    backbone: str | None = None,
+    input_size: int | None = None,
+    work_dir: str | Path,
+    seed: int = 0,
+    save_checkpoint: bool = False,
+) -> FineTuneResult:
+    """Fine-tune `checkpoint` (or random init of `backbone`) on `data` with `recipe`; see `runner_config`."""
+    cfg = runner_config(
+        recipe, data, backbone=backbone, checkpoint=checkpoint, input_size=input_size, work_dir=work_dir, seed=seed,
+        save_checkpoint=save_checkpoint,
+    )  # fmt: skip
+    return run_finetuning(cfg)
