@@ -2,6 +2,8 @@
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -246,3 +248,22 @@ def test_cli_fine_tunes_a_labelled_folder_and_names_bad_input(tmp_path: Path, ca
         assert stopped.value.code == 2 and message in capsys.readouterr().err
     with pytest.raises(SystemExit, match="--labelled selects a Fashion-MNIST subset"):
         tool.main(["--backbone", "resnet18", "--data", str(tmp_path / "pets"), "--labelled", "100"])
+
+
+@pytest.mark.slow
+def test_finetune_config_trains_an_export_through_tools_train(tmp_path: Path) -> None:
+    weights = create_timm_model("resnet18", 32, num_classes=0).state_dict()
+    torch.save({"state_dict": weights, "meta": {"backbone": "resnet18", "format": "timm", "input_size": 32}},
+               tmp_path / "export.pth")  # fmt: skip
+    options = [
+        f"model.checkpoint={tmp_path / 'export.pth'}", "train_cfg.max_epochs=2", "train_cfg.val_interval=2",
+        "train_dataloader.dataset.labelled_size=40", "val_dataloader.dataset.limit=64", "model.input_size=32",
+        "train_dataloader.dataset.image_size=32", "val_dataloader.dataset.image_size=32",
+    ]  # fmt: skip
+    config = ROOT / "configs/finetune/finetune_resnet18_96px_fashionmnist-1k.py"
+    command = [sys.executable, "tools/train.py", str(config), "--amp", "--work-dir", str(tmp_path / "run")]
+    done = subprocess.run([*command, "--cfg-options", *options], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    curve = json.loads((tmp_path / "run" / "curve.json").read_text())
+    assert [point["epoch"] for point in curve] == [1, 2] and 0.0 <= curve[-1]["top1"] <= 1.0
+    assert (tmp_path / "run" / "epoch_2.pth").exists()
