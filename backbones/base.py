@@ -2,6 +2,7 @@
 
 import re
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
@@ -19,6 +20,17 @@ class Planner(Protocol):
 
     def calibrated(self, examples: list[torch.Tensor]) -> "Planner":
         """The planner with any static budgets measured on example visible maps of the training masks."""
+
+
+@dataclass(frozen=True)
+class CheckedMask:
+    """The dense reference's planner: an empty plan, built once the host has checked the mask."""
+
+    def __call__(self, visible: torch.Tensor) -> tuple:
+        return ()
+
+    def calibrated(self, examples: list[torch.Tensor]) -> "CheckedMask":
+        return self
 
 
 class MaskedEncoder(nn.Module, ABC):
@@ -56,14 +68,12 @@ class MaskedEncoder(nn.Module, ABC):
     def forward(self, images: torch.Tensor, visible: torch.Tensor, plan: Any = None) -> list[torch.Tensor]:
         """Return one dense map per stage (B×C×H/s×W/s), zero at masked sites; `visible` is B×h×w bool.
 
-        `plan`: from `self.plan_for(visible, images.device)` (or a planner), on the images' device; the sparse path
-        builds it when it is not given; the dense reference ignores it.
+        `plan`: from `self.plan_for(visible, images.device)` (or a planner), on the images' device; built here when
+        not given (the mask's values are then checked here, which on a GPU waits once for the device).
         """
         self.check_input(images, visible)
         if plan is None:  # with a plan, the host that built it checked the mask's values
-            check_every_sample_sees(visible)
-            if self.sparse:
-                plan = self.plan_for(visible, images.device)
+            plan = self.plan_for(visible, images.device)
         if visible.device != images.device:
             visible = visible.to(images.device, non_blocking=True)
         return self.encode(images, visible, plan)
@@ -72,10 +82,17 @@ class MaskedEncoder(nn.Module, ABC):
     def encode(self, images: torch.Tensor, visible: torch.Tensor, plan: Any) -> list[torch.Tensor]:
         """The stage maps for checked inputs; `plan` is None for the dense reference."""
 
-    @abstractmethod
     def planner(self, device_type: str) -> Planner:
         """A small picklable callable that builds this encoder's plan from a B×h×w visible map on the CPU, for a
-        step on `device_type` ("cpu", "cuda"); data-loader workers hold it to plan batches ahead of the step."""
+        step on `device_type` ("cpu", "cuda"); data-loader workers hold it to plan batches ahead of the step.
+
+        The dense reference needs no indices: its plan is empty, and only says that the host has checked the mask.
+        """
+        return self.sparse_planner(device_type) if self.sparse else CheckedMask()
+
+    @abstractmethod
+    def sparse_planner(self, device_type: str) -> Planner:
+        """The sparse path's planner (see `planner`)."""
 
     def plan_for(self, visible: torch.Tensor, device: torch.device | str) -> Any:
         """The plan for `visible`, built on the host and sent to `device` in one non-blocking copy.
@@ -87,7 +104,9 @@ class MaskedEncoder(nn.Module, ABC):
         planners = self.__dict__.setdefault("_planners", {})  # built once per device type, outside any step
         if device.type not in planners:
             planners[device.type] = self.planner(device.type)
-        return to_device(planners[device.type](visible.cpu()), device)
+        host_visible = visible.cpu()
+        check_every_sample_sees(host_visible)
+        return to_device(planners[device.type](host_visible), device)
 
     def timm_state_dict(self) -> dict[str, torch.Tensor]:
         """The encoder weights under timm's own names (what `timm.create_model(name)` loads, head excluded)."""

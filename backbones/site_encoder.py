@@ -48,7 +48,7 @@ class SiteEncoder(MaskedEncoder):
             return self.walk(SparseEngine(visible, self.mask_unit, plan=plan), images)
         return self.walk(MaskedDenseEngine(visible, self.mask_unit), images)
 
-    def planner(self, device_type: str) -> SitePlanner:
+    def sparse_planner(self, device_type: str) -> SitePlanner:
         return SitePlanner(self.mask_unit, self.table_manifest(device_type))
 
     def table_manifest(self, device_type: str) -> frozenset[TableKey]:

@@ -185,7 +185,7 @@ class SwinEncoder(MaskedEncoder):
             outputs.append(plan.sites.scatter(tokens))
         return outputs
 
-    def planner(self, device_type: str) -> SwinPlanner:
+    def sparse_planner(self, device_type: str) -> SwinPlanner:
         stages, position_index = [], {}
         for stage, stride in zip(self.model.layers, self.out_strides, strict=True):
             blocks = []

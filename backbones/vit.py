@@ -79,7 +79,7 @@ class MaskedViT(MaskedEncoder):
         tokens = model.norm(model.blocks(model.norm_pre(model.patch_drop(model.pos_drop(tokens)))))
         return tokens[:, model.num_prefix_tokens :]
 
-    def planner(self, device_type: str) -> KeptTokens:
+    def sparse_planner(self, device_type: str) -> KeptTokens:
         return KeptTokens(self.mask_unit, self.out_strides[0])
 
     def encode(self, images: torch.Tensor, visible: torch.Tensor, plan: torch.Tensor | None) -> list[torch.Tensor]:

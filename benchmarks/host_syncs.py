@@ -5,11 +5,12 @@
 Counted with `hiermae.sync_counter` (see its docstring for what counts as a sync and as a device op), per phase:
 `plan (host)` (the encoder's planner on a CPU copy of the mask: in training this runs in a data-loader worker),
 `plan copy` (the plan's one non-blocking copy to the device), `forward`, `backward`. Three runs per backbone:
-- `dense reference`: the masked-dense / mask-token model;
+- `dense reference, planned`: the masked-dense / mask-token model, given its (empty) plan as in training; on the
+  CPU its BatchNorm checks the visible-site count (one read each), which it skips on a GPU;
 - `sparse, planned`: the training path, plan built on the host and passed in (`encoder(images, visible, plan)`);
 - `sparse, visible on device`: the plain call `encoder(images, visible)` with the mask already on the device,
   which copies it back to plan it (one sync).
-An encoder without planners (an older checkout) gets only the plain call, so the same script measures "before".
+An encoder without planners (an older checkout) gets only plain calls, so the same script measures "before".
 On the CPU every op outside the host phase stands for a device op.
 """
 
@@ -112,9 +113,11 @@ def main() -> None:
         sparse = build_encoder(name, sparse=True, input_size=args.input).to(args.device).train()
         for encoder in (dense, sparse):
             backward_of(encoder(images, visible))  # warm-up outside the count (lazy initialisation)
-        runs = [("dense reference", count_plain(dense, images, visible, on_gpu))]
         if hasattr(sparse, "planner"):
-            runs.append(("sparse, planned", count_planned(sparse, images, visible, on_gpu)))
+            runs = [("dense reference, planned", count_planned(dense, images, visible, on_gpu)),
+                    ("sparse, planned", count_planned(sparse, images, visible, on_gpu))]  # fmt: skip
+        else:
+            runs = [("dense reference", count_plain(dense, images, visible, on_gpu))]
         runs.append(("sparse, visible on device", count_plain(sparse, images, visible, on_gpu)))
         for label, tally in runs:
             summary.append((name, label, report(f"{name}: {label}", tally)))

@@ -171,16 +171,18 @@ def measure(args: argparse.Namespace, result: Result) -> Result:
 
 
 def plan_runs(args: argparse.Namespace) -> list[Result]:
-    """Every measurement, most important first (the deadline cuts the tail): eager training steps at each batch
-    size, compiled sparse steps, compiled dense-reference steps, eager encoders, then the rest compiled."""
+    """Every measurement, most important first (the deadline cuts the tail): eager training steps at the largest
+    batch, compiled sparse and dense-reference steps, eager steps at the other batches, eager encoders, the rest."""
     backbones = args.backbones.split(",")
     batches = sorted((int(b) for b in args.batches.split(",")), reverse=True)
     compiled_batches = sorted((int(b) for b in args.compiled_batches.split(",") if b), reverse=True)
     everything = ("sparse", "dense", "timm")
+    largest, others = batches[:1], batches[1:]
     groups = [
-        [("step", kind, batch, False) for batch in batches for kind in everything],
+        [("step", kind, batch, False) for batch in largest for kind in everything],
         [("step", "sparse", batch, True) for batch in compiled_batches],
         [("step", "dense", batch, True) for batch in compiled_batches],
+        [("step", kind, batch, False) for batch in others for kind in everything],
         [("encoder", kind, batch, False) for batch in batches for kind in everything],
         [("step", "timm", batch, True) for batch in compiled_batches],
         [("encoder", kind, batch, True) for batch in compiled_batches for kind in everything],

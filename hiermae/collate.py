@@ -7,13 +7,14 @@ iteration (`hiermae.sampling`): the seeds are those `MaskedPretrainer` would dra
 same mask wherever it is drawn, and a resumed run draws the masks of the uninterrupted one.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from mmengine.dataset import pseudo_collate
 
+from hiermae.backbones.base import Planner
 from hiermae.input_checks import check_every_sample_sees
 from hiermae.masks import MaskGenerator
 from hiermae.seeding import mix_seed
@@ -23,7 +24,7 @@ CALIBRATION_BATCHES = 16  # example masks a planner's static budgets are measure
 
 @dataclass(frozen=True)
 class MaskedBatch:
-    """One batch's mask (B×h×w bool) and the sparse encoder's plan for it (None for the dense reference)."""
+    """One batch's mask (B×h×w bool) and the encoder's plan for it (empty for the dense reference)."""
 
     visible: torch.Tensor
     plan: Any = None
@@ -33,14 +34,14 @@ class MaskedBatch:
 class MaskPlanner:
     """Draws masks from per-sample seeds and plans the sparse encoder for them, on the host.
 
-    `planner` is the encoder's (`MaskedEncoder.planner(device_type)`), or None for a dense reference. It is
-    calibrated once per batch size and grid on masks of the same generator (fixed seeds, so every worker and
-    process gets the same budgets and hence the same shapes).
+    `planner` is the encoder's (`MaskedEncoder.planner(device_type)`). It is calibrated once per batch size and
+    grid on masks of the same generator (fixed seeds, so every worker and process gets the same budgets and hence
+    the same shapes).
     """
 
     generator: MaskGenerator
     unit: int
-    planner: Callable[[torch.Tensor], Any] | None
+    planner: Planner
     calibrated: dict[tuple[int, tuple[int, int]], Any] = field(default_factory=dict)
 
     def draw(self, batch_size: int, grid: tuple[int, int], seeds: torch.Tensor | None) -> MaskedBatch:
@@ -50,8 +51,6 @@ class MaskPlanner:
     def plan(self, visible: torch.Tensor) -> MaskedBatch:
         """`visible` (on the CPU) with its plan."""
         check_every_sample_sees(visible)
-        if self.planner is None:
-            return MaskedBatch(visible)
         key = (visible.shape[0], tuple(visible.shape[1:]))
         if key not in self.calibrated:
             examples = [

@@ -111,7 +111,7 @@ class MaskedPretrainer(BaseModel):
         """Draws masks and plans the encoder on the host for steps on `device_type`; data-loader workers hold one
         (`hiermae.training.plan_in_workers`)."""
         if device_type not in self._mask_planners:
-            planner = self.encoder.planner(device_type) if self.encoder.sparse else None
+            planner = self.encoder.planner(device_type)
             self._mask_planners[device_type] = MaskPlanner(self.mask_generator, self.unit, planner)
         return self._mask_planners[device_type]
 

@@ -3,7 +3,7 @@ import torch
 
 import hiermae
 
-FAMILIES = ["vit_tiny_patch16_224", "resnet18", "convnext_atto", "swin_tiny_patch4_window7_224"]
+FAMILIES = ["vit_tiny_patch16_224", "resnet18", "convnext_atto", "swin_tiny_patch4_window7_224", "efficientnet_b0"]
 
 
 @pytest.mark.parametrize("sparse", [True, False], ids=["sparse", "dense"])

@@ -11,7 +11,8 @@ from hiermae.registry import MASK_GENERATORS
 from hiermae.sync_counter import counting
 
 SIZE, BATCH = 96, 4
-FAMILIES = ["resnet18", "convnext_atto", "swin_tiny_patch4_window7_224", "vit_tiny_patch16_224"]
+FAMILIES = ["resnet18", "convnext_atto", "swin_tiny_patch4_window7_224", "vit_tiny_patch16_224",
+            "mobilenetv3_large_100"]
 
 
 def masks(kind: str, count: int, ratio: float = 0.75, batch: int = BATCH, size: int = SIZE) -> list[torch.Tensor]:

@@ -50,6 +50,14 @@ class Engine(ABC):
         """Global Response Norm with per-sample norms over visible sites."""
 
     @abstractmethod
+    def sample_means(self, x: FeatureMap) -> torch.Tensor:
+        """(B, C): each sample's mean over its visible sites (the squeeze of squeeze-excite, as GRN's norms)."""
+
+    @abstractmethod
+    def scale_samples(self, x: FeatureMap, factors: torch.Tensor) -> FeatureMap:
+        """Multiply every site of sample b by `factors[b]` ((B, C): the excite of squeeze-excite)."""
+
+    @abstractmethod
     def max_pool(self, x: FeatureMap, pool: nn.MaxPool2d) -> FeatureMap:
         """Max-pooling where masked inputs count as -inf."""
 

@@ -45,9 +45,18 @@ class MaskedDenseEngine(Engine):
             return self._zeroed(grn(x.data), x.stride)
         return self._zeroed(grn(x.data.permute(0, 2, 3, 1)).permute(0, 3, 1, 2), x.stride)
 
+    def sample_means(self, x: FeatureMap) -> torch.Tensor:
+        weight = self.masks.at(x.stride)[:, None].to(x.data.dtype)  # B 1 H W
+        return (x.data * weight).sum((2, 3)) / weight.sum((2, 3))
+
+    def scale_samples(self, x: FeatureMap, factors: torch.Tensor) -> FeatureMap:
+        return self._zeroed(x.data * factors[:, :, None, None], x.stride)
+
     def max_pool(self, x: FeatureMap, pool: nn.MaxPool2d) -> FeatureMap:
         hidden = ~self.masks.at(x.stride)[:, None]
-        out = pool(x.data.masked_fill(hidden, float("-inf")))
+        # the lowest finite value rather than -inf: a window of masked sites only (its output is zeroed) would give
+        # torch.compile's max-pool backward an out-of-range index; a visible output's window holds a visible site
+        out = pool(x.data.masked_fill(hidden, torch.finfo(x.data.dtype).min))
         return self._zeroed(out, x.stride * pool_stride(pool))
 
     def act(self, x: FeatureMap, fn: Callable[[torch.Tensor], torch.Tensor]) -> FeatureMap:

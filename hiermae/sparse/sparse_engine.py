@@ -71,6 +71,15 @@ class SparseEngine(Engine):
         sites = self.sites.at(x.stride)
         return FeatureMap(grn_sites(x.data, sites.batch, sites.batch_size, grn), x.stride)
 
+    def sample_means(self, x: FeatureMap) -> torch.Tensor:
+        sites = self.sites.at(x.stride)
+        sums = x.data.new_zeros(sites.batch_size, x.data.shape[1]).index_add(0, sites.batch, x.data)  # B C
+        counts = self.visible.flatten(1).sum(1, keepdim=True) * sites.per_unit**2  # B 1: visible sites per sample
+        return sums / counts.to(sums.dtype)
+
+    def scale_samples(self, x: FeatureMap, factors: torch.Tensor) -> FeatureMap:
+        return FeatureMap(x.data * factors[self.sites.at(x.stride).batch], x.stride)
+
     def max_pool(self, x: FeatureMap, pool: nn.MaxPool2d) -> FeatureMap:
         kernel = pool.kernel_size if isinstance(pool.kernel_size, int) else pool.kernel_size[0]
         padding = pool.padding if isinstance(pool.padding, int) else pool.padding[0]
