@@ -140,8 +140,7 @@ def fake_results(run: Path, config: Settings, accuracy: dict[str, float], gain: 
                            images_per_second=40.0 if sparse else 10.0, peak_mib=100.0 if sparse else 300.0,
                            images_per_cpu_second=30.0 if sparse else 10.0, load_average=1.5,
                            step_seconds=[0.7, 0.8, 1.0] if sparse else [3.0, 3.2, 3.2, 3.3])  # fmt: skip
-            ratio = comparison.mask_ratio_of(config, name)
-            write_json(measurement_path(run, name, sparse, base.input_size, base.batch_size, ratio), figures)
+            write_json(measurement_path(run, name, sparse, **comparison.measured_setting(config, name)), figures)
 
 
 def test_comparison_report_tables_and_plots(tmp_path):
@@ -312,7 +311,8 @@ def test_equal_time_report_shows_recipes_budget_goals_and_finetuning_curves(tmp_
     assert "| resnet18 | 0.6 | 9.38e-05 (1.20e-02 × 2/256) | 0.04 | (0.9, 0.95) | 2 of 20 | unet (width 256) |" in text
     assert "| resnet18 | gain | +5.5 (beyond noise) | +5.5 (beyond noise) | +5.5 (beyond noise) |" in text
     assert (
-        "random-init fine-tuning 75.0 % (meets the 70 % sanity bar); fine-tuning gain +5.5 points, beyond noise" in text
+        "random-init fine-tuning 75.0 % (meets the 70 % sanity bar); fine-tuning gain +5.5 points (beyond noise)"
+        in text
     )
     assert "| resnet18 | random | 8 | 0.188 ± 0.000 | -25.0 ± 0.0 % |" in text  # 1.5/8 against 1.5/6 at epoch 6
     assert (tmp_path / "r" / "finetune_curves.png").stat().st_size > 1000

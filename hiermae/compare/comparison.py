@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from hiermae.compare.plan import (
+    DECODERS,
     Pretraining,
     Variant,
     ablation_plan,
@@ -141,21 +142,19 @@ def plan_backbones(variants: list[Variant]) -> list[str]:
 
 
 def measurement_steps(run: Path, settings: Settings, backbones: list[str]) -> list[Step]:
-    base = settings.base
-    ratio = {name: mask_ratio_of(settings, name) for name in backbones}
-    return [
-        measure_step(run, name, sparse=sparse, input_size=base.input_size, batch_size=base.batch_size,
-                     mask_ratio=ratio[name])
-        for name in backbones
-        for sparse in (True, False)
-    ]  # fmt: skip
+    return [measure_step(run, name, sparse=sparse, **measured_setting(settings, name))
+            for name in backbones for sparse in (True, False)]  # fmt: skip
 
 
-def mask_ratio_of(settings: Settings, backbone: str) -> float:
-    """The mask ratio `backbone`'s runs use (its recipe's unless the settings override it)."""
-    variant = next(v for v in settings.variants() if v.pretraining.backbone == backbone)
-    ratio = variant.pretraining.mask_ratio
-    return ratio if ratio is not None else float(recipe_config(variant.pretraining.recipe).model.mask.mask_ratio)
+def measured_setting(settings: Settings, backbone: str) -> dict:
+    """What the cost measurement of `backbone` holds equal to its runs: size, batch, mask ratio and decoder (its
+    recipe's unless the settings override them)."""
+    setting = next(v.pretraining for v in settings.variants() if v.pretraining.backbone == backbone)
+    model = recipe_config(setting.recipe).model
+    ratio = setting.mask_ratio if setting.mask_ratio is not None else float(model.mask.mask_ratio)
+    decoder = DECODERS[setting.decoder] if setting.decoder is not None else model.decoder.to_dict()
+    decoder = {key: value for key, value in decoder.items() if key != "_delete_"}
+    return dict(input_size=setting.input_size, batch_size=setting.batch_size, mask_ratio=ratio, decoder=decoder)
 
 
 def training_chains(run: Path, settings: Settings, variants: list[Variant], backbones: list[str]) -> list[list[Step]]:
@@ -251,17 +250,21 @@ def evaluation_description(evaluation: Evaluation) -> str:
     parts = {
         "knn": "kNN (cosine, k=20) on pooled last-stage features",
         "linear": f"a linear probe on pooled last-stage features (BatchNorm without affine, then a linear layer; "
-        f"{evaluation.linear_epochs} epochs, AdamW lr 1e-2)",
+        f"{count(evaluation.linear_epochs, 'epoch')}, AdamW lr 1e-2)",
         "finetune": (
-            f"fine-tuning of the whole network for {recipe.epochs} epochs: AdamW (lr {recipe.base_lr:g} × "
+            f"fine-tuning of the whole network for {count(recipe.epochs, 'epoch')}: AdamW (lr {recipe.base_lr:g} × "
             f"{recipe.batch_size}/256, weight decay {recipe.weight_decay:g}), {layer_decay_text(recipe)}, "
-            f"{recipe.warmup_epochs} warm-up epochs then cosine to 0, label smoothing "
+            f"{count(recipe.warmup_epochs, 'warm-up epoch')} then cosine to 0, label smoothing "
             f"{recipe.label_smoothing:g}, drop path {recipe.drop_path:g}, random-resized crops "
             f"({recipe.crop_scale[0]:g}–{recipe.crop_scale[1]:g} of the area) and flips, batch {recipe.batch_size}, "
             f"{'bf16 autocast' if recipe.amp else 'fp32'}"
         ),
     }
     return f"{data}; {scored}. Protocols: " + "; ".join(parts[p] for p in evaluation.protocols)
+
+
+def count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def layer_decay_text(recipe: FineTuneRecipe) -> str:
@@ -346,9 +349,7 @@ def report_text(
         (name, sparse): read_json(path)
         for name in backbones
         for sparse in (True, False)
-        if (
-            path := measurement_path(run, name, sparse, base.input_size, base.batch_size, mask_ratio_of(settings, name))
-        ).exists()
+        if (path := measurement_path(run, name, sparse, **measured_setting(settings, name))).exists()
     }
     random_init = {name: gather_random_init(run, name, base.input_size, seeds) for name in backbones}
     random_curves = {name: gather_curves(run, random_init_tag(name, base.input_size), seeds) for name in backbones}
@@ -370,10 +371,10 @@ def run_recipes(run: Path, variants: list[Variant], seed: int) -> dict[str, Reci
     return summaries
 
 
-def default_label(settings: Settings, backbone: str) -> str:
-    """The sweep label of the variant that matches `backbone`'s recipe as committed (its mask ratio, lr × 1)."""
+def default_label(settings: Settings, backbone: str) -> str | None:
+    """The sweep label of the variant that matches `backbone`'s recipe as committed (its mask ratio, lr × 1), or
+    None when the grid does not contain the recipe's mask ratio."""
     ratio = float(recipe_config(family_recipe(backbone)).model.mask.mask_ratio)
-    return next(
-        v.label for v in settings.variants()
-        if v.group == backbone and v.pretraining.mask_ratio == ratio and v.pretraining.lr_scale == 1.0
-    )  # fmt: skip
+    matches = [v.label for v in settings.variants() if v.group == backbone and v.pretraining.lr_scale == 1.0
+               and v.pretraining.mask_ratio == ratio]  # fmt: skip
+    return matches[0] if matches else None

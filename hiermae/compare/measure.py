@@ -1,7 +1,7 @@
 """Cost of one backbone's masked-pretraining step: parameters, FLOPs, throughput and peak memory.
 
     python -m hiermae.compare.measure BACKBONE [--sparse 1] [--input-size 96] [--batch-size 32]
-                                      [--mask-ratio 0.75] [--json FILE]
+                                      [--mask-ratio 0.75] [--decoder JSON] [--json FILE]
 
 Run as its own process (the comparison does), so the peak-memory figure starts from a fresh heap. Throughput is
 images per second of the whole pretrainer's forward + backward (encoder, decoder, target, loss; no optimiser
@@ -25,7 +25,7 @@ from hiermae.flops import pretraining_flops
 from hiermae.pretrainer import MaskedPretrainer, build_pretrainer
 from hiermae.resources import step_peak_rss_bytes
 
-DECODER = dict(type="unet", width=256)  # the comparison's shared decoder
+DECODER = dict(type="unet", width=256)  # the shared recipe's decoder; family recipes pass theirs
 
 
 def training_step(model: MaskedPretrainer, images: torch.Tensor) -> None:
@@ -35,10 +35,19 @@ def training_step(model: MaskedPretrainer, images: torch.Tensor) -> None:
     model.zero_grad(set_to_none=True)
 
 
-def measure(backbone: str, sparse: bool, input_size: int, batch_size: int, mask_ratio: float, repeats: int = 7) -> dict:
-    """All figures for one backbone and mode, as a JSON-ready dict."""
+def measure(
+    backbone: str,
+    sparse: bool,
+    input_size: int,
+    batch_size: int,
+    mask_ratio: float,
+    repeats: int = 7,
+    decoder: dict | None = None,
+) -> dict:
+    """All figures for one backbone and mode, as a JSON-ready dict (`decoder`: a decoder config, default `DECODER`)."""
     torch.manual_seed(0)
-    model = build_pretrainer(backbone, sparse=sparse, input_size=input_size, mask_ratio=mask_ratio, decoder=DECODER)
+    decoder = decoder or DECODER
+    model = build_pretrainer(backbone, sparse=sparse, input_size=input_size, mask_ratio=mask_ratio, decoder=decoder)
     model.train()
     images = torch.randn(batch_size, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
     training_step(model, images[:2])  # warm-up: allocator, library code, lazily built tables
@@ -49,7 +58,7 @@ def measure(backbone: str, sparse: bool, input_size: int, batch_size: int, mask_
         training_step(model, images)
         wall.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
-    flops = pretraining_flops(backbone, input_size, mask_ratio, sparse=sparse, decoder=DECODER)
+    flops = pretraining_flops(backbone, input_size, mask_ratio, sparse=sparse, decoder=decoder)
     return {
         "backbone": backbone,
         "sparse": sparse,
@@ -77,9 +86,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--input-size", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--mask-ratio", type=float, default=0.75)
+    parser.add_argument("--decoder", type=json.loads, help="decoder config as JSON (default: the shared UNet)")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args(argv)
-    figures = measure(args.backbone, bool(args.sparse), args.input_size, args.batch_size, args.mask_ratio)
+    figures = measure(
+        args.backbone, bool(args.sparse), args.input_size, args.batch_size, args.mask_ratio, decoder=args.decoder
+    )
     print(json.dumps(figures, indent=2))
     if args.json:
         write_json(Path(args.json), figures)

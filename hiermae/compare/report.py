@@ -218,10 +218,11 @@ def goal_lines(
             gain = 100 * (pretrained.mean - random.mean)
             beyond = verdict(pretrained, random) == "reproduced"
             met = "met" if gain >= FINETUNE_GAIN_GOAL and beyond else "not met"
+            noise = gain_text(pretrained, random).split("(")[-1].rstrip(")")
             lines.append(
                 f"- **{name}**: random-init fine-tuning {100 * random.mean:.1f} % ({sane} the "
-                f"{100 * FINETUNE_SANITY:.0f} % sanity bar); fine-tuning gain {gain:+.1f} points, "
-                f"{'beyond' if beyond else 'within'} noise: goal of ≥ +{FINETUNE_GAIN_GOAL:.0f} beyond noise {met}."
+                f"{100 * FINETUNE_SANITY:.0f} % sanity bar); fine-tuning gain {gain:+.1f} points ({noise}): goal of "
+                f"≥ +{FINETUNE_GAIN_GOAL:.0f} beyond noise {met}."
             )
     if "linear" in protocols:
         wins = []
@@ -322,7 +323,7 @@ def comparison_report(
 def sweep_report(
     results: list[VariantResults],
     protocols: list[str],
-    defaults: dict[str, str],
+    defaults: dict[str, str | None],
     split: str,
     folder: Path,
     preamble: list[str],

@@ -228,23 +228,40 @@ def evaluate_step(
 
 
 def measure_step(
-    run: Path, backbone: str, *, sparse: bool, input_size: int, batch_size: int, mask_ratio: float
+    run: Path,
+    backbone: str,
+    *,
+    sparse: bool,
+    input_size: int,
+    batch_size: int,
+    mask_ratio: float,
+    decoder: dict | None = None,
 ) -> Step:
-    """Throughput, peak memory and FLOPs of one backbone's pretraining step (`hiermae.compare.measure`)."""
+    """Throughput, peak memory and FLOPs of one backbone's pretraining step (`hiermae.compare.measure`), with the
+    run's decoder (None: the measurement's default UNet)."""
     mode = "sparse" if sparse else "dense"
-    result = measurement_path(run, backbone, sparse, input_size, batch_size, mask_ratio)
+    result = measurement_path(run, backbone, sparse, input_size, batch_size, mask_ratio, decoder)
     command = [sys.executable, "-m", "hiermae.compare.measure", backbone, "--sparse", str(int(sparse))]
     command += ["--input-size", str(input_size), "--batch-size", str(batch_size), "--mask-ratio", str(mask_ratio)]
+    command += [] if decoder is None else ["--decoder", json.dumps(decoder)]
     command += ["--json", str(result)]
     return Step(name=f"measure {backbone} {mode}", command=command, result=result, log=result.with_suffix(".log"))
 
 
 def measurement_path(
-    run: Path, backbone: str, sparse: bool, input_size: int, batch_size: int, mask_ratio: float
+    run: Path,
+    backbone: str,
+    sparse: bool,
+    input_size: int,
+    batch_size: int,
+    mask_ratio: float,
+    decoder: dict | None = None,
 ) -> Path:
     """Where `measure_step` writes the figures of one backbone and mode."""
     mode = "sparse" if sparse else "dense"
-    return run / "measure" / f"{backbone}-{mode}-{input_size}px-b{batch_size}-mask{round(mask_ratio * 100)}.json"
+    tag = "" if decoder is None else "-" + "-".join(f"{key}{value}" for key, value in sorted(decoder.items()))
+    name = f"{backbone}-{mode}-{input_size}px-b{batch_size}-mask{round(mask_ratio * 100)}{tag}.json"
+    return run / "measure" / name
 
 
 def pretraining_path(run: Path, pretraining: Pretraining, seed: int) -> Path:
