@@ -105,7 +105,7 @@ def share_plan(plan: StagePlan, fine: TokenSites | None, batch_size: int) -> Sta
     """A one-sample stage plan extended to `batch_size` samples with the same mask: sites and merge children
     repeated per sample (tokens of each sample follow each other), packings marked as serving every sample."""
     sites = plan.sites
-    count = len(sites.batch)
+    count = len(sites.batch)  # tokens of the one planned sample
     samples = torch.arange(batch_size)
     batch_sites = TokenSites(
         (batch_size, *sites.shape[1:]), samples.repeat_interleave(count), sites.ys.repeat(batch_size),
@@ -114,7 +114,7 @@ def share_plan(plan: StagePlan, fine: TokenSites | None, batch_size: int) -> Sta
     children = None
     if plan.children is not None:
         offsets = samples * len(fine.batch)  # the first fine token of each sample
-        children = (plan.children.unsqueeze(0) + offsets.view(-1, 1, 1)).reshape(-1, plan.children.shape[1])
+        children = (plan.children.unsqueeze(0) + offsets.view(-1, 1, 1)).reshape(-1, plan.children.shape[1])  # B·N, 4
     packings = [replace(packing, samples=batch_size) for packing in plan.packings]
     return StagePlan(batch_sites, children, packings, plan.block_packing)
 
@@ -163,7 +163,7 @@ class SwinEncoder(MaskedEncoder):
     def forward_dense(self, images: torch.Tensor, pyramid: MaskPyramid) -> list[torch.Tensor]:
         """SimMIM: mask token at masked patch embeddings, every token through timm's stages, masked outputs zeroed."""
         tokens = self.model.patch_embed(images)  # B×H×W×C
-        keep = pyramid.at(self.out_strides[0]).unsqueeze(-1)
+        keep = pyramid.at(self.out_strides[0]).unsqueeze(-1)  # B H W 1
         tokens = torch.where(keep, tokens, self.mask_token.to(tokens.dtype))
         outputs = []
         for stage, stride in zip(self.model.layers, self.out_strides, strict=True):

@@ -29,7 +29,7 @@ class TokenSites:
 
     @classmethod
     def of(cls, visible: torch.Tensor) -> "TokenSites":
-        batch, ys, xs = visible.nonzero(as_tuple=True)
+        batch, ys, xs = visible.nonzero(as_tuple=True)  # each (N,), row-major over B×H×W
         return cls(tuple(visible.shape), batch, ys, xs)
 
     @property
@@ -38,15 +38,15 @@ class TokenSites:
 
     def index_map(self) -> torch.Tensor:
         """B×H×W map from a site to its token index (-1 at masked sites)."""
-        index = torch.full(self.shape, -1, dtype=torch.long, device=self.batch.device)
-        index[self.batch, self.ys, self.xs] = torch.arange(len(self.batch), device=self.batch.device)
+        index = torch.full(self.shape, -1, dtype=torch.long, device=self.batch.device)  # B H W
+        index[self.batch, self.ys, self.xs] = torch.arange(len(self.batch), device=self.batch.device)  # N writes
         return index
 
     def scatter(self, tokens: torch.Tensor) -> torch.Tensor:
         """The tokens as a dense B×C×H×W map, zero at masked sites."""
-        dense = tokens.new_zeros(*self.shape, tokens.shape[1])
-        dense[self.batch, self.ys, self.xs] = tokens
-        return dense.permute(0, 3, 1, 2)
+        dense = tokens.new_zeros(*self.shape, tokens.shape[1])  # B H W C
+        dense[self.batch, self.ys, self.xs] = tokens  # N rows of C into their sites
+        return dense.permute(0, 3, 1, 2)  # B C H W
 
 
 def embed_visible_patches(patch_embed: nn.Module, images: torch.Tensor, sites: TokenSites) -> torch.Tensor:
@@ -54,9 +54,9 @@ def embed_visible_patches(patch_embed: nn.Module, images: torch.Tensor, sites: T
     proj = patch_embed.proj
     patch_h, patch_w = proj.kernel_size
     batch, channels, height, width = images.shape
-    patches = images.view(batch, channels, height // patch_h, patch_h, width // patch_w, patch_w)
-    picked = patches.permute(0, 2, 4, 1, 3, 5)[sites.batch, sites.ys, sites.xs].flatten(1)
-    return patch_embed.norm(F.linear(picked, proj.weight.flatten(1), proj.bias))
+    patches = images.view(batch, channels, height // patch_h, patch_h, width // patch_w, patch_w)  # B C H p W p
+    picked = patches.permute(0, 2, 4, 1, 3, 5)[sites.batch, sites.ys, sites.xs].flatten(1)  # N, C·p·p (as conv weight)
+    return patch_embed.norm(F.linear(picked, proj.weight.flatten(1), proj.bias))  # N, embed
 
 
 def merge_children(fine: TokenSites, coarse: TokenSites) -> torch.Tensor:
@@ -64,13 +64,14 @@ def merge_children(fine: TokenSites, coarse: TokenSites) -> torch.Tensor:
 
     Every child is visible since mask units align with every stride.
     """
-    index = fine.index_map()
-    return torch.stack([index[coarse.batch, 2 * coarse.ys + dy, 2 * coarse.xs + dx] for dy, dx in MERGE_ORDER], 1)
+    index = fine.index_map()  # B 2H 2W: fine token of each fine site
+    children = [index[coarse.batch, 2 * coarse.ys + dy, 2 * coarse.xs + dx] for dy, dx in MERGE_ORDER]  # 4 × (N,)
+    return torch.stack(children, 1)  # N, 4
 
 
 def merge_visible_patches(downsample: PatchMerging, tokens: torch.Tensor, children: torch.Tensor) -> torch.Tensor:
     """timm's PatchMerging for the visible coarse sites, from their children's tokens (`merge_children`)."""
-    merged = tokens[children].flatten(1)
+    merged = tokens[children].flatten(1)  # N_coarse, 4·C in timm's concatenation order
     return downsample.reduction(downsample.norm(merged))
 
 
@@ -118,9 +119,9 @@ def packed_window_attention(
 
 def packed_bias_by_gather(attn: WindowAttention, masks: PackedMasks) -> torch.Tensor:
     """(bins, heads, capacity, capacity) bias + mask, gathered straight from the bias table (fast on the CPU)."""
-    table = attn.relative_position_bias_table
-    table = torch.cat([table, table.new_full((1, table.shape[1]), float("-inf"))])
-    return table.t()[:, masks.bias_index].transpose(0, 1)
+    table = attn.relative_position_bias_table  # (2Wh-1)(2Ww-1), heads
+    table = torch.cat([table, table.new_full((1, table.shape[1]), float("-inf"))])  # + the blocked row
+    return table.t()[:, masks.bias_index].transpose(0, 1)  # heads, bins, cap, cap -> bins, heads, cap, cap
 
 
 def packed_bias_by_matmul(attn: WindowAttention, masks: PackedMasks) -> torch.Tensor:
@@ -130,10 +131,10 @@ def packed_bias_by_matmul(attn: WindowAttention, masks: PackedMasks) -> torch.Te
     H100 took 90 % of a Swin-T step; as matmuls the backward is a pair of GEMMs.
     """
     area = attn.relative_position_index.shape[0]
-    window_bias = attn.relative_position_bias_table[attn.relative_position_index.view(-1)]
+    window_bias = attn.relative_position_bias_table[attn.relative_position_index.view(-1)]  # area·area, heads
     window_bias = window_bias.view(area, area, -1).permute(2, 0, 1)  # (heads, area, area), as timm builds it
     one_hot = masks.slot_one_hot.to(window_bias.dtype)  # (bins, capacity, area)
-    bias = torch.einsum("bip,hpq,bjq->bhij", one_hot, window_bias, one_hot)
+    bias = torch.einsum("bip,hpq,bjq->bhij", one_hot, window_bias, one_hot)  # bins, heads, cap, cap
     return bias.masked_fill(masks.blocked.unsqueeze(1), float("-inf"))
 
 
@@ -142,10 +143,10 @@ def sample_drop_path(module: nn.Module, tokens: torch.Tensor, sites: TokenSites)
     if not isinstance(module, DropPath) or not module.training or module.drop_prob == 0.0:
         return module(tokens)
     keep_prob = 1.0 - module.drop_prob
-    keep = tokens.new_empty(sites.shape[0]).bernoulli_(keep_prob)
+    keep = tokens.new_empty(sites.shape[0]).bernoulli_(keep_prob)  # B: one draw per sample
     if keep_prob > 0.0 and module.scale_by_keep:
         keep = keep / keep_prob
-    return tokens * keep[sites.batch].unsqueeze(1)
+    return tokens * keep[sites.batch].unsqueeze(1)  # N, C scaled by their sample's draw
 
 
 def sparse_block(

@@ -47,11 +47,11 @@ class WindowGeometry:
         """Attention-group key and in-window position (row-major) of sites given in shifted, padded coordinates."""
         (padded_h, padded_w), (window_h, window_w) = self.padded_grid, self.window
         windows_per_row = padded_w // window_w
-        window = (batch * (padded_h // window_h) + ys // window_h) * windows_per_row + xs // window_w
+        window = (batch * (padded_h // window_h) + ys // window_h) * windows_per_row + xs // window_w  # (N,) id
         region = shift_region(ys, padded_h, window_h, self.shift[0]) * REGIONS_PER_AXIS + shift_region(
             xs, padded_w, window_w, self.shift[1]
         )
-        return window * REGIONS_PER_AXIS**2 + region, (ys % window_h) * window_w + xs % window_w
+        return window * REGIONS_PER_AXIS**2 + region, (ys % window_h) * window_w + xs % window_w  # (N,), (N,)
 
     def padding_sites(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
         """(batch, y, x) of every padded site of the shifted, padded grid (empty when windows tile the grid)."""
@@ -62,8 +62,8 @@ class WindowGeometry:
         ys, xs = torch.meshgrid(
             torch.arange(padded_h, device=device), torch.arange(padded_w, device=device), indexing="ij"
         )
-        is_padding = (ys >= height) | (xs >= width)
-        ys, xs = ys[is_padding], xs[is_padding]
+        is_padding = (ys >= height) | (xs >= width)  # Hp Wp
+        ys, xs = ys[is_padding], xs[is_padding]  # (P,) padded sites of one sample
         batch = torch.arange(batch_size, device=device).repeat_interleave(len(ys))
         return batch, ys.repeat(batch_size), xs.repeat(batch_size)
 
@@ -157,19 +157,19 @@ class WindowPacking:
 
     def blocked(self) -> torch.Tensor:
         """(num_bins, capacity, capacity) bool: pairs of slots that may not attend each other."""
-        return self.slot_group.unsqueeze(2) != self.slot_group.unsqueeze(1)
+        return self.slot_group.unsqueeze(2) != self.slot_group.unsqueeze(1)  # bins, cap, 1 vs bins, 1, cap
 
     def bias_index(self, blocked: torch.Tensor) -> torch.Tensor:
         """(num_bins, capacity, capacity) bias-table row of each pair of slots; `blocked` pairs index one row past
         the table, which attention fills with -inf."""
         positions = self.slot_position
-        index = self.relative_position_index[positions.unsqueeze(2), positions.unsqueeze(1)]
+        index = self.relative_position_index[positions.unsqueeze(2), positions.unsqueeze(1)]  # bins, cap, cap
         return index.masked_fill(blocked, self.geometry.num_relative_positions)
 
     def slot_one_hot(self) -> torch.Tensor:
         """(num_bins, capacity, window area) float32 one-hot of each slot's position inside its window."""
         one_hot = self.slot_position.new_zeros(*self.slot_position.shape, self.capacity, dtype=torch.float32)
-        return one_hot.scatter_(2, self.slot_position.unsqueeze(2), 1.0)
+        return one_hot.scatter_(2, self.slot_position.unsqueeze(2), 1.0)  # bins, cap, area
 
 
 def pack_windows(
@@ -193,7 +193,7 @@ def pack_windows(
     if len(padding[0]):
         padding_keys, padding_positions = geometry.locate(*padding)
         needed = torch.isin(padding_keys, keys)
-        keys = torch.cat([keys, padding_keys[needed]])
+        keys = torch.cat([keys, padding_keys[needed]])  # (N + P',): tokens first, then the padding sites used
         positions = torch.cat([positions, padding_positions[needed]])
     group_of, sizes, rank = group_members(keys)
     capacity = geometry.window_area
@@ -208,12 +208,12 @@ def pack_windows(
             stacklevel=2,
         )
     bin_of, start_of = torch.tensor(bin_of, device=keys.device), torch.tensor(start_of, device=keys.device)
-    offset = start_of[group_of] + rank
-    slot = bin_of[group_of] * capacity + offset
+    offset = start_of[group_of] + rank  # (N + P',) slot inside the member's bin
+    slot = bin_of[group_of] * capacity + offset  # (N + P',) flat slot in bins × capacity
 
     total = num_bins * capacity
-    source = torch.full((total,), num_tokens, dtype=torch.long, device=keys.device)
-    source[slot[:num_tokens]] = torch.arange(num_tokens, device=keys.device)
+    source = torch.full((total,), num_tokens, dtype=torch.long, device=keys.device)  # bins·cap: the zero row
+    source[slot[:num_tokens]] = torch.arange(num_tokens, device=keys.device)  # ... except where a token sits
     slot_group = torch.full((total,), -1, dtype=torch.long, device=keys.device)
     slot_group[slot] = group_of
     slot_position = torch.zeros(total, dtype=torch.long, device=keys.device)
@@ -234,13 +234,13 @@ def pack_windows(
 def group_members(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Groups of equal keys, numbered in key order: each member's group, the group sizes, and each member's rank
     within its group (0, 1, 2, ... following the members' order); one stable sort."""
-    order = torch.argsort(keys, stable=True)
-    sorted_keys = keys[order]
+    order = torch.argsort(keys, stable=True)  # (M,)
+    sorted_keys = keys[order]  # (M,) equal keys adjacent
     first = torch.ones_like(sorted_keys, dtype=torch.bool)
     first[1:] = sorted_keys[1:] != sorted_keys[:-1]
-    starts = first.nonzero()[:, 0]
-    sizes = torch.diff(starts, append=starts.new_tensor([len(keys)]))
-    group_sorted = torch.cumsum(first, 0) - 1
+    starts = first.nonzero()[:, 0]  # (G,) first sorted position of each group
+    sizes = torch.diff(starts, append=starts.new_tensor([len(keys)]))  # (G,)
+    group_sorted = torch.cumsum(first, 0) - 1  # (M,) group of each sorted member
     group_of, rank = torch.empty_like(keys), torch.empty_like(keys)
     group_of[order] = group_sorted
     rank[order] = torch.arange(len(keys), device=keys.device) - starts[group_sorted]

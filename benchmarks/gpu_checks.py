@@ -66,8 +66,9 @@ def check_swin_against_cpu(name: str, size: int, batch: int, mask: str, device: 
         encoder.to(where).zero_grad(set_to_none=True)
         outputs = encoder(images.to(where), visible)
         sum((o * o).mean() for o in outputs).backward()
-        grads = [p.grad.cpu() for p in encoder.parameters() if p.grad is not None]
-        results.append(([o.detach().cpu() for o in outputs], grads))
+        # copies: on the CPU `.cpu()` returns the tensor itself, whose data `encoder.to(device)` then moves
+        grads = [p.grad.detach().to("cpu", copy=True) for p in encoder.parameters() if p.grad is not None]
+        results.append(([o.detach().to("cpu", copy=True) for o in outputs], grads))
     (cpu_out, cpu_grads), (gpu_out, gpu_grads) = results
     errors = [float((g - c).abs().max() / c.abs().max().clamp(min=1e-6))
               for g, c in zip(gpu_out + gpu_grads, cpu_out + cpu_grads, strict=True)]  # fmt: skip

@@ -87,3 +87,12 @@ def test_compiled_pretraining_step_compiles_once_over_masks() -> None:
         losses.append(float(loss))
     assert counters["stats"]["unique_graphs"] == 1 and dict(counters["graph_break"]) == {}
     assert all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_train_compile_option_compiles_the_pretrainer_and_other_models_through_mmengine() -> None:
+    from hiermae.training import build_config
+
+    pretraining = build_config("configs/pretrain/hiermae_resnet18_64px_fashionmnist.py", compile=True)
+    assert pretraining.model.compile is True and not pretraining.get("compile")
+    detection = build_config("configs/downstream/mask-rcnn_resnet18_fpn_shapes.py", compile=True)
+    assert detection.compile is True

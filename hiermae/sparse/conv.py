@@ -21,21 +21,21 @@ def gather_tiles(x: torch.Tensor, sites: Sites, halo: int, fill: float = 0.0) ->
     if halo == 0:
         rows = x
     else:
-        padded = torch.cat([x, x.new_full((1, channels), fill)])
-        rows = padded.index_select(0, sites.tiles(halo).reshape(-1))
-    return rows.view(sites.num_units, size, size, channels).permute(0, 3, 1, 2)
+        padded = torch.cat([x, x.new_full((1, channels), fill)])  # N+1, C: row N is outside/masked
+        rows = padded.index_select(0, sites.tiles(halo).reshape(-1))  # U·T·T, C
+    return rows.view(sites.num_units, size, size, channels).permute(0, 3, 1, 2)  # U C T T
 
 
 def rows_from_tiles(tiles: torch.Tensor) -> torch.Tensor:
     """(U, C, t, t) tiles back to unit-major site rows (U·t·t, C)."""
-    return tiles.permute(0, 2, 3, 1).reshape(-1, tiles.shape[1])
+    return tiles.permute(0, 2, 3, 1).reshape(-1, tiles.shape[1])  # U t t C -> U·t·t, C
 
 
 def scatter_dense(x: torch.Tensor, sites: Sites) -> torch.Tensor:
     """The B×C×H×W map with the site rows in place and zeros at masked sites."""
     height, width = sites.shape
-    grid = x.new_zeros(sites.batch_size * height * width, x.shape[1]).index_copy(0, sites.flat, x)
-    return grid.view(sites.batch_size, height, width, x.shape[1]).permute(0, 3, 1, 2)
+    grid = x.new_zeros(sites.batch_size * height * width, x.shape[1]).index_copy(0, sites.flat, x)  # B·H·W, C
+    return grid.view(sites.batch_size, height, width, x.shape[1]).permute(0, 3, 1, 2)  # B C H W
 
 
 def pixel_tiles(
@@ -87,18 +87,18 @@ def tile_max_pool(x: torch.Tensor, sites: Sites, kernel: int, stride: int, paddi
 def gather_conv(x: torch.Tensor, sites: Sites, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """Stride-1 'same' conv as im2col over the neighbour table and one matmul."""
     out_channels, in_channels, kernel, _ = weight.shape
-    padded = torch.cat([x, x.new_zeros(1, in_channels)])
-    columns = padded.index_select(0, sites.neighbours(kernel).reshape(-1)).view(sites.num, -1)
-    matrix = weight.permute(0, 2, 3, 1).reshape(out_channels, -1)
-    return F.linear(columns, matrix, bias)
+    padded = torch.cat([x, x.new_zeros(1, in_channels)])  # N+1, C: row N reads as zero
+    columns = padded.index_select(0, sites.neighbours(kernel).reshape(-1)).view(sites.num, -1)  # N, k·k·C
+    matrix = weight.permute(0, 2, 3, 1).reshape(out_channels, -1)  # C_out, k·k·C (same order as the columns)
+    return F.linear(columns, matrix, bias)  # N, C_out
 
 
 def dense_conv(
     x: torch.Tensor, sites: Sites, weight: torch.Tensor, bias: torch.Tensor | None, padding: int, groups: int = 1
 ) -> torch.Tensor:
     """Stride-1 conv on the zero-filled full grid, visible outputs gathered back to rows."""
-    out = F.conv2d(scatter_dense(x, sites), weight, bias, padding=padding, groups=groups)
-    return out.permute(0, 2, 3, 1).reshape(-1, weight.shape[0]).index_select(0, sites.flat)
+    out = F.conv2d(scatter_dense(x, sites), weight, bias, padding=padding, groups=groups)  # B C_out H W
+    return out.permute(0, 2, 3, 1).reshape(-1, weight.shape[0]).index_select(0, sites.flat)  # N, C_out
 
 
 def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

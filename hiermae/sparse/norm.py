@@ -146,8 +146,9 @@ class AllReduceBatchNorm2d(nn.BatchNorm2d):
 def batch_norm_sites(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
     """BatchNorm over the rows of `(N, C)`: batch statistics and running-stat updates from visible sites only.
 
-    Batch statistics come from `torch.var_mean` (in float32 at least): torch's own BatchNorm on an (N, C, 1, 1)
-    view takes its channels-last path, whose one-pass statistics were ~14x less precise in float32 here.
+    Batch statistics come from two passes, the mean and then the centred squares (in float32 at least): torch's own
+    BatchNorm on an (N, C, 1, 1) view takes its channels-last path, whose one-pass statistics were ~14x less precise
+    in float32 here, and `torch.var_mean` over dim 0 was 2-5x slower on the CPU than the two passes.
     """
     if not bn.training and bn.running_mean is not None:
         return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
@@ -155,7 +156,8 @@ def batch_norm_sites(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
     group = sync_group(bn)
     if group is None:
         check_enough_sites(x.shape[0], bn)
-        var, mean = torch.var_mean(rows, dim=0, correction=0)
+        mean = rows.mean(0)
+        var = (rows - mean).square().mean(0)  # two passes: as precise as var_mean, 2-5x faster on (N, C) rows here
         update_running_stats(bn, mean, var, x.shape[0])
     else:
         mean, var = synced_batch_statistics(rows, group, bn)

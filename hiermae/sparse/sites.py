@@ -70,17 +70,17 @@ class Sites:
         if ("index", 0) not in self._tables:
             u = self.per_unit
             local = torch.arange(u, device=self.units.device)
-            rows = (self.units[:, 1:2] * u + local.repeat_interleave(u)).reshape(-1)
-            cols = (self.units[:, 2:3] * u + local.repeat(u)).reshape(-1)
-            batch = self.units[:, 0].repeat_interleave(u * u)
-            self._tables[("index", 0)] = torch.stack([batch, rows, cols], 1)
+            rows = (self.units[:, 1:2] * u + local.repeat_interleave(u)).reshape(-1)  # U, u·u -> N: 0 0 .. 1 1 ..
+            cols = (self.units[:, 2:3] * u + local.repeat(u)).reshape(-1)  # U, u·u -> N: 0 1 .. 0 1 ..
+            batch = self.units[:, 0].repeat_interleave(u * u)  # N
+            self._tables[("index", 0)] = torch.stack([batch, rows, cols], 1)  # N, 3
         return self._tables[("index", 0)]
 
     @property
     def batch(self) -> torch.Tensor:
         """(N,) long: the sample each site belongs to."""
         if ("batch", 0) not in self._tables:
-            self._tables[("batch", 0)] = self.units[:, 0].repeat_interleave(self.per_unit**2)
+            self._tables[("batch", 0)] = self.units[:, 0].repeat_interleave(self.per_unit**2)  # N
         return self._tables[("batch", 0)]
 
     @property
@@ -88,8 +88,8 @@ class Sites:
         """(N,) long: position of every site in a row-major B×H×W grid."""
         if ("flat", 0) not in self._tables:
             height, width = self.shape
-            b, y, x = self.index.unbind(1)
-            self._tables[("flat", 0)] = (b * height + y) * width + x
+            b, y, x = self.index.unbind(1)  # each (N,)
+            self._tables[("flat", 0)] = (b * height + y) * width + x  # N
         return self._tables[("flat", 0)]
 
     def lookup(self, halo: int) -> torch.Tensor:
@@ -100,8 +100,8 @@ class Sites:
                 (self.batch_size, height + 2 * halo, width + 2 * halo), self.num, dtype=torch.long,
                 device=self.units.device,
             )
-            b, y, x = self.index.unbind(1)
-            table[b, y + halo, x + halo] = torch.arange(self.num, device=table.device)
+            b, y, x = self.index.unbind(1)  # each (N,)
+            table[b, y + halo, x + halo] = torch.arange(self.num, device=table.device)  # B, H+2h, W+2h
             self._tables[("lookup", halo)] = table
         return self._tables[("lookup", halo)]
 
@@ -110,11 +110,11 @@ class Sites:
         if ("tiles", halo) not in self._tables:
             size = self.per_unit + 2 * halo
             offsets = torch.arange(size, device=self.units.device)
-            rows = self.units[:, 1:2] * self.per_unit + offsets  # padded coordinates: tile starts at -halo
-            cols = self.units[:, 2:3] * self.per_unit + offsets
-            batch = self.units[:, 0, None, None]
-            table = self.lookup(halo)[batch, rows[:, :, None], cols[:, None, :]]
-            self._tables[("tiles", halo)] = table.reshape(self.num_units, size * size)
+            rows = self.units[:, 1:2] * self.per_unit + offsets  # U, T in padded coordinates: tile starts at -halo
+            cols = self.units[:, 2:3] * self.per_unit + offsets  # U, T
+            batch = self.units[:, 0, None, None]  # U 1 1
+            table = self.lookup(halo)[batch, rows[:, :, None], cols[:, None, :]]  # U T T
+            self._tables[("tiles", halo)] = table.reshape(self.num_units, size * size)  # U, T·T
         return self._tables[("tiles", halo)]
 
     def neighbours(self, kernel: int) -> torch.Tensor:
@@ -123,10 +123,10 @@ class Sites:
             halo = kernel // 2
             offsets = torch.arange(kernel, device=self.units.device)
             b, y, x = self.index.unbind(1)
-            rows = (y[:, None] + offsets)[:, :, None]
-            cols = (x[:, None] + offsets)[:, None, :]
-            table = self.lookup(halo)[b[:, None, None], rows, cols]
-            self._tables[("neighbours", kernel)] = table.reshape(self.num, kernel * kernel)
+            rows = (y[:, None] + offsets)[:, :, None]  # N k 1 (padded coordinates: the window starts at -halo)
+            cols = (x[:, None] + offsets)[:, None, :]  # N 1 k
+            table = self.lookup(halo)[b[:, None, None], rows, cols]  # N k k
+            self._tables[("neighbours", kernel)] = table.reshape(self.num, kernel * kernel)  # N, k·k
         return self._tables[("neighbours", kernel)]
 
 

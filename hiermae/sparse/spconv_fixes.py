@@ -1,4 +1,4 @@
-"""Runtime workarounds for spconv 2.3.8 bugs on CPU (installed files stay untouched; see shared NOTES.md).
+"""Runtime workarounds for spconv 2.3.8 bugs on CPU (installed files stay untouched).
 
 1. The backward pass asks `torch.cuda.current_stream()` even for CPU tensors, which raises on CPU-only torch:
    `spconv.pytorch.ops.get_current_stream` is replaced by one that returns stream 0 without CUDA.
