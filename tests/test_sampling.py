@@ -1,6 +1,7 @@
 """Infinite, resumable sampling with iteration tags, and masks + plans drawn where batches are assembled."""
 
 import itertools
+import subprocess
 from unittest import mock
 
 import torch
@@ -12,6 +13,8 @@ from hiermae.collate import MaskCollate, MaskedBatch
 from hiermae.datasets import FashionMNIST
 from hiermae.plans import tensor_leaves
 from hiermae.sampling import DrawnDataset, InfiniteIndexSampler, IterationBatchSampler
+
+from small_training import ROOT, small_options, train_command
 
 
 def take(iterable, count: int) -> list:
@@ -68,3 +71,20 @@ def test_plain_integer_keys_read_the_wrapped_dataset() -> None:
     wrapped = DrawnDataset(inner)
     assert len(wrapped) == 4 and wrapped.metainfo == inner.metainfo
     assert torch.equal(wrapped[2]["inputs"], inner[2]["inputs"]) and "iteration" not in wrapped[2]["data_samples"]
+
+
+def test_training_over_many_passes_never_restarts_the_loader_and_resumes_without_rereading(tmp_path) -> None:
+    """tools/train.py over ~3 passes of 12 images (batch 4, 9 iterations): no restart warning; resuming at 6 moves
+    the sampler instead of reading 6 batches again."""
+    def run(iters: int, *args: str) -> str:
+        options = small_options(iters=iters, images=12, checkpoint_every=3)
+        done = subprocess.run(train_command(tmp_path, *args, options=options), cwd=ROOT, capture_output=True,
+                              text=True, timeout=600)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout + done.stderr
+
+    first = run(6)
+    assert "Reach the end of the dataloader" not in first
+    resumed = run(9, "--resume")
+    assert "data resumed at iteration 6: no batch is read twice" in resumed
+    assert "Advance dataloader" not in resumed and "Reach the end of the dataloader" not in resumed
