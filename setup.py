@@ -7,6 +7,6 @@ setup(
     version="0.1.0",
     description="Masked image modeling pretraining for hierarchical and convolutional backbones",
     python_requires=">=3.11",
-    packages=["hiermae", "hiermae.sparse", "hiermae.compare", "hiermae.backbones", "hiermae.downstream"],
+    packages=["hiermae", "hiermae.sparse", "hiermae.backbones", "hiermae.downstream"],
     package_dir={"hiermae.backbones": "backbones", "hiermae.downstream": "downstream"},
 )

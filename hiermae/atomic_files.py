@@ -5,6 +5,7 @@ leaves a damaged file under the good name. Writing a temporary file in the same 
 the rename is atomic), syncing it and renaming it over the target avoids that.
 """
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -45,3 +46,9 @@ def write_bytes_atomically(target: str | Path, data: bytes) -> None:
     """Write `data` to `target` through `replace_atomically`."""
     with replace_atomically(target) as staged:
         staged.write_bytes(data)
+
+
+def write_json(target: str | Path, data: object) -> None:
+    """Write `data` as indented JSON to `target` through `replace_atomically` (a result file is whole or absent)."""
+    with replace_atomically(target) as staged:
+        staged.write_text(json.dumps(data, indent=2))

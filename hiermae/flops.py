@@ -6,18 +6,15 @@ done for the sparse path too: its convs run on visible-site rows or unit tiles. 
 
 - `aten::scaled_dot_product_attention` (packed window attention in Swin, ViT) gets a handle here;
 - ops inside custom autograd Functions or extensions (spconv) trace as opaque `prim::PythonOp` nodes whose
-  shapes do not tell the work (spconv's work is its number of index pairs), so such ops call `record_flops`
-  while counting is active, and `count_flops` adds what they recorded.
+  shapes do not tell the work (spconv's work is its number of index pairs), so such ops call
+  `hiermae.flop_recorder.record_flops` while counting is active, and `count_flops` adds what they recorded.
 
 `pretraining_flops` puts that count in context: per image, what masked pretraining costs (encoder on the
 visible units, plus decoder, target and loss) against the plain encoder on the whole image.
 """
 
-import contextlib
 import functools
 import math
-import threading
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -26,28 +23,9 @@ from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
 from hiermae.encoders import build_encoder
+from hiermae.flop_recorder import recording
 from hiermae.pretrainer import MaskedPretrainer, build_pretrainer
 from hiermae.seeding import mix_seed
-
-_active = threading.local()
-
-
-def record_flops(flops: int) -> None:
-    """Called by custom ops with the work they did; a no-op unless `count_flops` is running."""
-    counter = getattr(_active, "counter", None)
-    if counter is not None:
-        counter[0] += int(flops)
-
-
-@contextlib.contextmanager
-def recording() -> Iterator[list[int]]:
-    """Collect `record_flops` calls made inside the block into a one-element list."""
-    previous = getattr(_active, "counter", None)
-    _active.counter = [0]
-    try:
-        yield _active.counter
-    finally:
-        _active.counter = previous
 
 
 def sdpa_flop_handle(inputs: list[Any], outputs: list[Any]) -> int:

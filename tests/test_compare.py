@@ -1,4 +1,4 @@
-"""tools/compare.py: plans, generated configs, resumable steps, settings guard, report and claims."""
+"""tools/compare.py and its harness (experiments/): plans, configs, resumable steps, settings guard, report, claims."""
 
 import json
 import subprocess
@@ -9,19 +9,19 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 
-from hiermae.compare import comparison
-from hiermae.compare.comparison import (
+from experiments import comparison, plan
+from experiments.comparison import (
     Settings,
     SettingsMismatchError,
     check_settings,
     report_so_far,
     write_report,
 )
-from hiermae.compare.plan import Pretraining, ablation_plan, comparison_plan, family_recipe, sweep_plan
-from hiermae.compare.recipes import summarize
-from hiermae.compare.report import verdict
-from hiermae.compare.results import Spread, random_init_tag
-from hiermae.compare.runs import (
+from experiments.plan import Pretraining, ablation_plan, comparison_plan, family_recipe, sweep_plan
+from experiments.recipes import summarize
+from experiments.report import verdict
+from experiments.results import Spread, random_init_tag
+from experiments.runs import (
     Evaluation,
     Step,
     StepError,
@@ -34,8 +34,8 @@ from hiermae.compare.runs import (
     run_step,
     run_steps,
     training_log,
-    write_json,
 )
+from hiermae.atomic_files import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -187,6 +187,12 @@ def test_a_partial_report_counts_what_has_finished(tmp_path):
     text = report_so_far(run, config, tmp_path / "partial.md", "python tools/compare.py").read_text()
     assert "**Partial report**, written while the run was unfinished: 1 of 2 pretraining runs and 1 of 4" in text
     assert "| resnet18 | random | 30.0 ± 0.0 |" in text
+
+
+def test_a_backbone_whose_family_has_no_recipe_is_named(monkeypatch):
+    monkeypatch.delitem(plan.FAMILY_RECIPES, "resnet")
+    with pytest.raises(ValueError, match=r"no comparison recipe for 'resnet18' \(family resnet\); families with one"):
+        family_recipe("resnet18")
 
 
 def test_cli_rejects_an_unknown_backbone_before_any_work(tmp_path):

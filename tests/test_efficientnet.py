@@ -6,8 +6,8 @@ import timm
 import torch
 
 from hiermae.encoders import build_encoder
+from hiermae.equivalence import compare_encoders, masked_pixel_sensitivity, paired_encoders, visible_units
 from hiermae.sparse import FeatureMap, MaskedDenseEngine, SparseEngine
-from hiermae.sparse.equivalence import compare_encoders, masked_pixel_sensitivity, paired_encoders, visible_units
 from hiermae.sparse.sites import SitePyramid
 
 SIZE, BATCH, TOLERANCE = 96, 2, 1e-4

@@ -6,8 +6,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from hiermae.encoders import build_encoder
-from hiermae.flops import count_flops, record_flops
-from hiermae.sparse.equivalence import visible_units
+from hiermae.equivalence import visible_units
+from hiermae.flop_recorder import record_flops
+from hiermae.flops import count_flops
 from hiermae.sparse.sites import SitePyramid
 from hiermae.sparse.spconv_conv import spconv_same_conv
 

@@ -5,7 +5,7 @@ import timm
 import torch
 
 from hiermae.encoders import build_encoder
-from hiermae.sparse.equivalence import (
+from hiermae.equivalence import (
     compare_encoders,
     masked_pixel_sensitivity,
     paired_encoders,

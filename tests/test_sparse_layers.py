@@ -6,10 +6,10 @@ from timm.layers import LayerNorm2d
 from timm.layers.grn import GlobalResponseNorm
 from torch import nn
 
+from hiermae.equivalence import randomize_, relative_error
 from hiermae.sparse import FeatureMap, MaskedDenseEngine, SparseEngine
 from hiermae.sparse.backends import fixed_backend
 from hiermae.sparse.conv import scatter_dense
-from hiermae.sparse.equivalence import randomize_, relative_error
 from hiermae.sparse.sites import SitePyramid
 
 BATCH, HEIGHT, WIDTH, UNIT = 2, 96, 64, 32

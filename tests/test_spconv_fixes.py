@@ -3,8 +3,8 @@
 import torch
 from torch.nn import functional as F
 
+from hiermae.equivalence import relative_error, visible_units
 from hiermae.sparse.conv import dense_conv
-from hiermae.sparse.equivalence import relative_error, visible_units
 from hiermae.sparse.sites import SitePyramid
 from hiermae.sparse.spconv_conv import spconv_same_conv, subm_conv
 from hiermae.sparse.spconv_fixes import apply_spconv_fixes, spconv_indices

@@ -24,11 +24,12 @@ import shlex
 import sys
 from pathlib import Path
 
-from hiermae.compare.comparison import Settings, report_so_far, run_comparison
-from hiermae.compare.plan import ABLATIONS, DECODERS, DEFAULT_BACKBONES, Pretraining, family_recipe
-from hiermae.compare.runs import Evaluation
-from hiermae.downstream.finetune import FineTuneRecipe
-from hiermae.encoders import check_backbone_name
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the harness (experiments/) lives in the checkout
+from experiments.comparison import Settings, report_so_far, run_comparison  # noqa: E402
+from experiments.plan import ABLATIONS, DECODERS, DEFAULT_BACKBONES, Pretraining, family_recipe  # noqa: E402
+from experiments.runs import Evaluation  # noqa: E402
+from hiermae.downstream.finetune import FineTuneRecipe  # noqa: E402
+from hiermae.encoders import check_backbone_name  # noqa: E402
 
 SHARED_DEFAULTS = dict(mask_ratio=0.75, decoder="unet", target="norm_pixels")  # the shared bases' recipe
 
@@ -74,9 +75,14 @@ def settings_from(args: argparse.Namespace) -> Settings:
     if args.ablate and args.sweep:
         raise SystemExit("compare: --ablate and --sweep are different plans; pick one")
     backbones = [args.ablate_backbone] if args.ablate else args.backbones
-    for name in backbones:
-        check_backbone_name(name)
     family = args.recipes == "family"
+    for name in backbones:
+        try:
+            check_backbone_name(name)
+            if family or args.sweep:
+                family_recipe(name)
+        except ValueError as error:
+            raise SystemExit(f"compare: {error}") from None
     overrides = dict(mask_ratio=args.mask_ratio, decoder=args.decoder, target=args.target)
     if not family:
         overrides = {key: SHARED_DEFAULTS[key] if value is None else value for key, value in overrides.items()}

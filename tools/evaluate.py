@@ -15,9 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from hiermae.atomic_files import write_json
 from hiermae.checkpoint_keys import CheckpointError
 from hiermae.cli_options import image_size, positive_int, random_seed
-from hiermae.compare.runs import write_json
 from hiermae.downstream.classification import evaluate
 from hiermae.downstream.finetune import FineTuneRecipe
 

@@ -20,9 +20,9 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from hiermae.atomic_files import write_json
 from hiermae.checkpoint_keys import CheckpointError
 from hiermae.cli_options import image_size, number, positive_int, random_seed
-from hiermae.compare.runs import write_json
 from hiermae.downstream.finetune import (
     FineTuneRecipe,
     fashion_mnist_data,

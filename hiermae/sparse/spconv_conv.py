@@ -5,7 +5,7 @@ import functools
 
 import torch
 
-from hiermae.flops import record_flops
+from hiermae.flop_recorder import record_flops
 from hiermae.sparse.sites import Sites
 from hiermae.sparse.spconv_fixes import apply_spconv_fixes, spconv_indices
 

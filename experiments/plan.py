@@ -12,9 +12,9 @@ from pathlib import Path
 
 from mmengine.config import Config
 
-from hiermae.downstream.checkpoints import backbone_family
+from hiermae.encoders import encoder_family
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]  # the source checkout: configs/ and tools/ are read from it
 PRETRAIN_BASES = ("default_runtime.py", "fashion_mnist.py", "adamw_cosine.py")
 DEFAULT_BACKBONES = ("resnet18", "convnext_atto", "swin_tiny_patch4_window7_224", "vit_tiny_patch16_224")
 FAMILY_RECIPES = {  # each family's pretraining recipe; the config comments give the sources
@@ -47,8 +47,14 @@ def recipe_config(recipe: str | None) -> Config:
 
 
 def family_recipe(backbone: str) -> str:
-    """The recipe config of `backbone`'s family."""
-    return FAMILY_RECIPES[backbone_family(backbone)]
+    """The recipe config of `backbone`'s family; a ValueError naming the families that have one otherwise."""
+    family = encoder_family(backbone).family
+    if family not in FAMILY_RECIPES:
+        raise ValueError(
+            f"no comparison recipe for {backbone!r} (family {family}); families with one: {', '.join(FAMILY_RECIPES)}"
+            " (or use --recipes shared)"
+        )
+    return FAMILY_RECIPES[family]
 
 
 @dataclass(frozen=True)

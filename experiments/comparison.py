@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from hiermae.compare.plan import (
+from experiments.plan import (
     DECODERS,
     Pretraining,
     Variant,
@@ -27,10 +27,10 @@ from hiermae.compare.plan import (
     recipe_config,
     sweep_plan,
 )
-from hiermae.compare.recipes import RecipeSummary, digest, summarize
-from hiermae.compare.report import ablation_report, comparison_report, header, sweep_report
-from hiermae.compare.results import gather_curves, gather_random_init, gather_variant, random_init_tag
-from hiermae.compare.runs import (
+from experiments.recipes import RecipeSummary, digest, summarize
+from experiments.report import ablation_report, comparison_report, header, sweep_report
+from experiments.results import gather_curves, gather_random_init, gather_variant, random_init_tag
+from experiments.runs import (
     Evaluation,
     Step,
     budget_iters,
@@ -49,7 +49,8 @@ from hiermae.compare.runs import (
     write_json,
 )
 from hiermae.downstream.finetune import FineTuneRecipe
-from hiermae.downstream.layer_decay import LAYER_DECAY
+from hiermae.downstream.layer_decay import layer_decay_rate
+from hiermae.encoders import encoder_family
 
 
 @dataclass(frozen=True)
@@ -234,8 +235,8 @@ def report_so_far(run: Path, settings: Settings, report: Path, command: str) -> 
     return write_report(run, settings, report, command, timing)
 
 
-def evaluation_description(evaluation: Evaluation) -> str:
-    """The evaluation protocols a run uses, in words, from its settings."""
+def evaluation_description(evaluation: Evaluation, backbones: list[str]) -> str:
+    """The evaluation protocols a run over `backbones` uses, in words, from its settings."""
     if evaluation.labelled is not None:
         data = f"a fixed stratified {evaluation.labelled} training images (the same for every run) train every protocol"
     else:
@@ -253,7 +254,7 @@ def evaluation_description(evaluation: Evaluation) -> str:
         f"{count(evaluation.linear_epochs, 'epoch')}, AdamW lr 1e-2)",
         "finetune": (
             f"fine-tuning of the whole network for {count(recipe.epochs, 'epoch')}: AdamW (lr {recipe.base_lr:g} × "
-            f"{recipe.batch_size}/256, weight decay {recipe.weight_decay:g}), {layer_decay_text(recipe)}, "
+            f"{recipe.batch_size}/256, weight decay {recipe.weight_decay:g}), {layer_decay_text(recipe, backbones)}, "
             f"{count(recipe.warmup_epochs, 'warm-up epoch')} then cosine to 0, label smoothing "
             f"{recipe.label_smoothing:g}, drop path {recipe.drop_path:g}, random-resized crops "
             f"({recipe.crop_scale[0]:g}–{recipe.crop_scale[1]:g} of the area) and flips, batch {recipe.batch_size}, "
@@ -267,10 +268,12 @@ def count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-def layer_decay_text(recipe: FineTuneRecipe) -> str:
+def layer_decay_text(recipe: FineTuneRecipe, backbones: list[str]) -> str:
+    """The fine-tuning's layer-wise lr decay: the recipe's rate, or each backbone family's own rate."""
     if recipe.layer_decay is not None:
         return f"layer-wise lr decay {recipe.layer_decay:g} for every start"
-    rates = ", ".join(f"{family} {rate:g}" for family, rate in LAYER_DECAY.items())
+    families = {encoder_family(name).family: layer_decay_rate(name, pretrained=True) for name in backbones}
+    rates = ", ".join(f"{family} {rate:g}" for family, rate in families.items())
     return f"layer-wise lr decay for pretrained weights ({rates}; none for random init)"
 
 
@@ -305,7 +308,7 @@ def write_report(run: Path, settings: Settings, report: Path, command: str, timi
         f"their labels; seeds {', '.join(map(str, seeds))} (pretraining init, data order, masks; the same seed for "
         "the evaluation)",
         budget_description(settings, variants),
-        f"evaluation: {evaluation_description(evaluation)}",
+        f"evaluation: {evaluation_description(evaluation, plan_backbones(settings.variants()))}",
         f"run folder: `{run}` (checkpoints, logs, per-step JSON)",
     ]
     summaries = run_recipes(run, variants, seeds[0])

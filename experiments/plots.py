@@ -7,7 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
-from hiermae.compare.results import PROTOCOL_NAMES, Spread, VariantResults  # noqa: E402
+from experiments.results import PROTOCOL_NAMES, Spread, VariantResults  # noqa: E402
 
 
 def loss_curves(results: list[VariantResults], path: Path) -> None:

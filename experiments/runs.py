@@ -4,7 +4,7 @@ A step whose result file exists is skipped, so an interrupted comparison resumes
 run that was cut off resumes from its last checkpoint (`tools/train.py --resume`). Result files are written by
 rename, so a kill never leaves a half-written one. Independent steps run `jobs` at a time, each with an equal
 share of the CPU threads. Steps: cost measurement, calibration (seconds per pretraining iteration, for equal
-wall-time budgets), pretraining, and evaluation (`hiermae.compare.transfer`: probes and fine-tuning).
+wall-time budgets), pretraining, and evaluation (`experiments.transfer`: probes and fine-tuning).
 """
 
 import json
@@ -18,18 +18,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from hiermae.compare.plan import ROOT, Pretraining
+from experiments.plan import ROOT, Pretraining
+from hiermae.atomic_files import write_json
 from hiermae.downstream.finetune import FineTuneRecipe
 
 CALIBRATION_ITERS = 25  # a short run of the real config; its first logged window (warm-up) is left out
-
-
-def write_json(path: Path, data: object) -> None:
-    """Write `data` as JSON by rename, so the file is either absent or complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=2))
-    os.replace(partial, path)
 
 
 def read_json(path: Path) -> object:
@@ -217,10 +210,10 @@ class Evaluation:
 def evaluate_step(
     run: Path, evaluation: Evaluation, seed: int, *, checkpoint: Path | None, backbone: str, input_size: int, tag: str
 ) -> Step:
-    """`hiermae.compare.transfer` on a pretraining checkpoint, or on random init of `backbone` when `checkpoint` is
+    """`experiments.transfer` on a pretraining checkpoint, or on random init of `backbone` when `checkpoint` is
     None; fine-tuning leaves its curve in `<folder>/finetune/curve.json`."""
     folder = evaluation_path(run, tag, seed).parent
-    command = [sys.executable, "-m", "hiermae.compare.transfer"]
+    command = [sys.executable, "-m", "experiments.transfer"]
     command += [str(checkpoint)] if checkpoint is not None else []
     command += ["--backbone", backbone, "--input-size", str(input_size), "--seed", str(seed)]
     command += ["--evaluation", evaluation.to_json(), "--work-dir", str(folder), "--json", str(folder / "result.json")]
@@ -237,11 +230,11 @@ def measure_step(
     mask_ratio: float,
     decoder: dict | None = None,
 ) -> Step:
-    """Throughput, peak memory and FLOPs of one backbone's pretraining step (`hiermae.compare.measure`), with the
+    """Throughput, peak memory and FLOPs of one backbone's pretraining step (`experiments.measure`), with the
     run's decoder (None: the measurement's default UNet)."""
     mode = "sparse" if sparse else "dense"
     result = measurement_path(run, backbone, sparse, input_size, batch_size, mask_ratio, decoder)
-    command = [sys.executable, "-m", "hiermae.compare.measure", backbone, "--sparse", str(int(sparse))]
+    command = [sys.executable, "-m", "experiments.measure", backbone, "--sparse", str(int(sparse))]
     command += ["--input-size", str(input_size), "--batch-size", str(batch_size), "--mask-ratio", str(mask_ratio)]
     command += [] if decoder is None else ["--decoder", json.dumps(decoder)]
     command += ["--json", str(result)]

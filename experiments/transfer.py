@@ -1,6 +1,6 @@
 """One evaluation step of a comparison: kNN, linear probe and fine-tuning of one encoder, into one JSON file.
 
-    python -m hiermae.compare.transfer [CKPT] --backbone NAME --input-size S --evaluation JSON --seed N
+    python -m experiments.transfer [CKPT] --backbone NAME --input-size S --evaluation JSON --seed N
                                        --work-dir D --json FILE
 
 CKPT is a pretraining checkpoint; without it, random init of the backbone is evaluated. JSON is a
@@ -11,7 +11,8 @@ each evaluation gets a fresh heap and its share of the cores; the fine-tuning cu
 import argparse
 from pathlib import Path
 
-from hiermae.compare.runs import Evaluation, write_json
+from experiments.runs import Evaluation
+from hiermae.atomic_files import write_json
 from hiermae.downstream.classification import evaluate
 
 

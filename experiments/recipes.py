@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mmengine.config import Config
 
-from hiermae.compare.plan import recipe_config
+from experiments.plan import recipe_config
 
 
 @dataclass(frozen=True)

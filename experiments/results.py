@@ -5,8 +5,8 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hiermae.compare.plan import Variant
-from hiermae.compare.runs import evaluation_path, pretraining_path, read_json
+from experiments.plan import Variant
+from experiments.runs import evaluation_path, pretraining_path, read_json
 
 PROTOCOL_NAMES = {"knn": "kNN", "linear": "linear probe", "finetune": "fine-tune"}
 TRAINING_FLOPS_PER_FORWARD = 3  # forward + backward ≈ 3 forward passes (backward ≈ 2×)

@@ -1,6 +1,6 @@
 """Cost of one backbone's masked-pretraining step: parameters, FLOPs, throughput and peak memory.
 
-    python -m hiermae.compare.measure BACKBONE [--sparse 1] [--input-size 96] [--batch-size 32]
+    python -m experiments.measure BACKBONE [--sparse 1] [--input-size 96] [--batch-size 32]
                                       [--mask-ratio 0.75] [--decoder JSON] [--json FILE]
 
 Run as its own process (the comparison does), so the peak-memory figure starts from a fresh heap. Throughput is
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from hiermae.compare.runs import write_json
+from hiermae.atomic_files import write_json
 from hiermae.flops import pretraining_flops
 from hiermae.pretrainer import MaskedPretrainer, build_pretrainer
 from hiermae.resources import step_peak_rss_bytes

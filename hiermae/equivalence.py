@@ -10,6 +10,9 @@ import re
 import torch
 from torch import nn
 
+from hiermae.encoders import build_encoder
+from hiermae.masks import RandomMask
+
 ZERO_GRADIENT = 1e-6  # relative to the largest parameter gradient: below it a gradient is rounding noise
 RESIDUAL_BRANCH_END = re.compile(r"layer\d+\.\d+\.bn[23]\.weight$")  # last BatchNorms of ResNet branches
 
@@ -85,8 +88,6 @@ def compare_encoders(
 
 def paired_encoders(name: str, input_size: int, seed: int = 0) -> tuple[nn.Module, nn.Module]:
     """(sparse, dense reference) encoders of `name` holding the same randomized weights."""
-    from hiermae.encoders import build_encoder
-
     dense = build_encoder(name, sparse=False, input_size=input_size)
     randomize_(dense, seed)
     sparse = build_encoder(name, sparse=True, input_size=input_size)
@@ -96,8 +97,6 @@ def paired_encoders(name: str, input_size: int, seed: int = 0) -> tuple[nn.Modul
 
 def visible_units(batch_size: int, grid: tuple[int, int], ratio: float, seed: int = 0) -> torch.Tensor:
     """A random-mask visible map; ratio 0 (not a legal generator ratio) gives the all-visible map."""
-    from hiermae.masks import RandomMask
-
     if ratio == 0:
         return torch.ones(batch_size, *grid, dtype=torch.bool)
     return RandomMask(ratio)(batch_size, grid, torch.arange(seed, seed + batch_size))

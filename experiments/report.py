@@ -6,9 +6,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hiermae.compare import plots
-from hiermae.compare.recipes import COLUMNS, RecipeSummary
-from hiermae.compare.results import PROTOCOL_NAMES, Spread, VariantResults, pretraining_compute
+from experiments import plots
+from experiments.recipes import COLUMNS, RecipeSummary
+from experiments.results import (
+    PROTOCOL_NAMES,
+    TRAINING_FLOPS_PER_FORWARD,
+    Spread,
+    VariantResults,
+    pretraining_compute,
+)
 
 FINETUNE_SANITY = 0.70  # random-init fine-tuning must reach this for the protocol to count as converged
 FINETUNE_GAIN_GOAL = 3.0  # points of fine-tuning top-1 over random init, beyond noise, for every family
@@ -308,7 +314,7 @@ def comparison_report(
             per_image = (figures["encoder_flops"] + figures["decoder_flops"]) / 1e9
             throughput_points.append((f"{name} {label}", per_image, figures["images_per_second"]))
     plots.scatter(
-        accuracy_points, "pretraining compute (TFLOPs, ≈3 × forward × images seen)",
+        accuracy_points, f"pretraining compute (TFLOPs, ≈{TRAINING_FLOPS_PER_FORWARD} × forward × images seen)",
         f"{PROTOCOL_NAMES[headline]} top-1 (%)", "Accuracy vs pretraining compute", folder / "accuracy_vs_flops.png",
     )  # fmt: skip
     plots.scatter(

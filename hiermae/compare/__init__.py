@@ -1,1 +1,0 @@
-"""Side-by-side comparisons and ablations of masked pretraining (`tools/compare.py`)."""
