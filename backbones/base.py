@@ -1,6 +1,5 @@
 """The contract every encoder adapter keeps: timm weights inside, images + visible map in, stage maps out."""
 
-import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -8,6 +7,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from hiermae.backbones.family import FamilyDescriptor, check_descriptor
 from hiermae.input_checks import check_every_sample_sees, check_images, check_visible
 from hiermae.masks import check_divisible
 from hiermae.plans import to_device
@@ -33,7 +33,7 @@ class CheckedMask:
         return self
 
 
-class MaskedEncoder(nn.Module, ABC):
+class MaskedEncoder(FamilyDescriptor, nn.Module, ABC):
     """Run a timm backbone on an image whose masked units are to be ignored.
 
     Subclasses hold the timm model as `self.model` (so its parameter names are timm's) and set
@@ -45,17 +45,17 @@ class MaskedEncoder(nn.Module, ABC):
     (batch, input size, number of visible units), so with the exact-count mask generators the sparse step has
     static shapes and never waits for the host. Pass `plan=` (built ahead, e.g. in a data-loader worker) to skip
     planning in the step; without it the plan is built here from `visible` (a CPU `visible` costs no device wait).
+
+    A family's class also sets the descriptor fields of `FamilyDescriptor` (`backbones/family.py`): what export,
+    probing, fine-tuning and detection need to know of it. They are checked when the class is defined.
     """
 
     mask_unit: int = 32
-    family: str = ""
-    examples: str = ""  # a few supported timm names, for error messages
-    name_pattern: str = ""  # regular expression matched against the full timm name
 
-    @classmethod
-    def supports(cls, name: str) -> bool:
-        """Whether this family adapts the timm model `name`."""
-        return re.fullmatch(cls.name_pattern, name) is not None
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name_pattern:  # a family (intermediate bases such as SiteEncoder name no models)
+            check_descriptor(cls)
 
     def __init__(self, name: str, *, sparse: bool, input_size: int) -> None:
         super().__init__()
@@ -128,4 +128,3 @@ class MaskedEncoder(nn.Module, ABC):
 def zero_masked(features: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
     """Zero a B×C×H×W map wherever the B×H×W visible map is False."""
     return features * visible.unsqueeze(1).to(features.dtype)
-

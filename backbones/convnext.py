@@ -5,6 +5,7 @@ import torch
 from timm.models.convnext import ConvNeXtBlock
 from torch import nn
 
+from hiermae.backbones.family import MMBackbone, timm_features_backbone
 from hiermae.backbones.lr_layers import staged_block_id, unknown_parameter
 from hiermae.backbones.site_encoder import SiteEncoder
 from hiermae.registry import ENCODERS
@@ -21,11 +22,14 @@ class ConvNeXtEncoder(SiteEncoder):
     family = "convnext"
     examples = "convnext_atto, convnext_tiny, convnext_base, convnextv2_atto, convnextv2_tiny"
     name_pattern = r"convnext(v2)?_(atto|femto|pico|nano|tiny|small|base|large|xlarge|huge)"
+    head_modules = ("head",)  # its pre-logits norm included
+    # Our choice, as for Swin (SimMIM fine-tunes Swin-B with 0.9; Xie et al. 2022, appendix): ConvNeXt-atto has
+    # Swin-T's 12 blocks.
+    finetune_layer_decay = 0.9
 
     def __init__(self, name: str, *, sparse: bool = True, input_size: int = 224) -> None:
         super().__init__(name, sparse=sparse, input_size=input_size)
-        self.model = timm.create_model(name, pretrained=False, num_classes=0)
-        self.model.head = nn.Identity()
+        self.model = self.drop_head(timm.create_model(name, pretrained=False, num_classes=0))
         check_plain_convnext(self.model)
         self.out_channels = [info["num_chs"] for info in self.model.feature_info]
         self.out_strides = [4, 8, 16, 32]
@@ -60,6 +64,11 @@ class ConvNeXtEncoder(SiteEncoder):
         if name.startswith("head."):
             return cls.lr_layer_count(model) + 1
         raise unknown_parameter(cls.family, name)
+
+    @classmethod
+    def mm_backbone(cls, name: str) -> MMBackbone:
+        """hiermae's `TimmBackbone` (neither mmdet nor mmseg ships a ConvNeXt), which holds timm's model as is."""
+        return timm_features_backbone(name)
 
 
 def convnext_block(engine: Engine, block: ConvNeXtBlock, x: FeatureMap) -> FeatureMap:

@@ -11,6 +11,8 @@ from timm.layers import BatchNormAct2d
 from timm.models._efficientnet_blocks import ConvBnAct, DepthwiseSeparableConv, InvertedResidual, SqueezeExcite
 from torch import nn
 
+from hiermae.backbones.family import MMBackbone, timm_features_backbone
+from hiermae.backbones.lr_layers import nested_block_id, unknown_parameter
 from hiermae.backbones.site_encoder import SiteEncoder
 from hiermae.registry import ENCODERS
 from hiermae.sparse import Engine, FeatureMap
@@ -29,13 +31,14 @@ class EfficientCNNEncoder(SiteEncoder):
     family = "efficient_cnn"
     examples = "mobilenetv3_large_100, mobilenetv3_large_075, efficientnet_b0, efficientnet_b1"
     name_pattern = r"mobilenetv3_large_(075|100)|efficientnet_b[0-3]"
+    head_modules = ("conv_head", "bn2", "classifier")
+    # Our choice: these models have 16 blocks (b1-b3: 23-26), so 0.92 puts the stem at 0.92^17 ≈ 0.24 of the head's
+    # rate, where ConvNeXt-atto's 0.9 over its 12 blocks puts it (0.9^13 ≈ 0.25).
+    finetune_layer_decay = 0.92
 
     def __init__(self, name: str, *, sparse: bool = True, input_size: int = 224) -> None:
         super().__init__(name, sparse=sparse, input_size=input_size)
-        self.model = timm.create_model(name, pretrained=False, num_classes=0)
-        for head in ("conv_head", "bn2"):
-            if hasattr(self.model, head):
-                setattr(self.model, head, nn.Identity())
+        self.model = self.drop_head(timm.create_model(name, pretrained=False, num_classes=0))
         check_plain_efficient_cnn(self.model)
         features = [info for info in self.model.feature_info if info["reduction"] >= 4]
         self.stage_outputs = [int(info["module"].split(".")[1]) for info in features]  # block stages that output
@@ -52,6 +55,34 @@ class EfficientCNNEncoder(SiteEncoder):
             if index in self.stage_outputs:
                 outputs.append(engine.dense(x))
         return outputs
+
+    @classmethod
+    def lr_layer_count(cls, model: nn.Module) -> int:
+        """Layer-wise lr decay counts every block as a layer (16 for mobilenetv3_large_100 and efficientnet_b0)."""
+        return sum(len(stage) for stage in model.blocks)
+
+    @classmethod
+    def lr_layer_id(cls, model: nn.Module, name: str) -> int:
+        """0 for the stem, 1..N for the blocks in depth order, N + 1 for the head (conv_head, bn2, classifier)."""
+        block = nested_block_id(name, "blocks", [len(stage) for stage in model.blocks])
+        if block is not None:
+            return block
+        if name.startswith(("conv_stem.", "bn1.")):
+            return 0
+        if cls.is_head_key(name):
+            return cls.lr_layer_count(model) + 1
+        raise unknown_parameter(cls.family, name)
+
+    @classmethod
+    def pooled_features(cls, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """The average of the last block stage's map: timm's `forward_features` would add EfficientNet's `conv_head`
+        and `bn2`, head modules that an export does not hold."""
+        return model.blocks(model.bn1(model.conv_stem(images))).mean(dim=(2, 3))
+
+    @classmethod
+    def mm_backbone(cls, name: str) -> MMBackbone:
+        """hiermae's `TimmBackbone` (neither mmdet nor mmseg ships these models), which holds timm's model as is."""
+        return timm_features_backbone(name)
 
 
 def batch_norm_act(engine: Engine, x: FeatureMap, bn: BatchNormAct2d) -> FeatureMap:

@@ -27,6 +27,15 @@ def staged_block_id(name: str, stages: str, depths: Sequence[int]) -> int | None
     return 1 + sum(depths[:stage]) + block
 
 
+def nested_block_id(name: str, stages: str, depths: Sequence[int]) -> int | None:
+    """Id of a parameter of block j of stage i held as nested sequences, `<stages>.<i>.<j>.`: one more than the
+    blocks before it. None outside the stages."""
+    match = re.match(rf"{re.escape(stages)}\.(\d+)\.(\d+)\.", name)
+    if match is None:
+        return None
+    return 1 + sum(depths[: int(match[1])]) + int(match[2])
+
+
 def unknown_parameter(family: str, name: str) -> ValueError:
     """The error for a parameter a family's layer numbering does not place."""
     return ValueError(f"{family}: no layer-wise lr decay id for parameter {name!r} (not a timm {family} parameter)")

@@ -5,10 +5,13 @@ import torch
 from timm.models.resnet import BasicBlock, Bottleneck
 from torch import nn
 
+from hiermae.backbones.family import MMBackbone
 from hiermae.backbones.lr_layers import numbered, unknown_parameter
 from hiermae.backbones.site_encoder import SiteEncoder
 from hiermae.registry import ENCODERS
 from hiermae.sparse import Engine, FeatureMap
+
+MM_RESNET_DEPTHS = (18, 34, 50, 101, 152)
 
 
 @ENCODERS.register_module()
@@ -18,6 +21,10 @@ class ResNetEncoder(SiteEncoder):
     family = "resnet"
     examples = "resnet18, resnet34, resnet50, resnet101"
     name_pattern = r"resnet(18|26|34|50|101|152)"
+    head_modules = ("fc",)
+    # Our choice, in the range the MIM papers use (0.65-0.9): ResNet counts its 4 stages as layers, so 0.8 puts its
+    # stem at 0.8^5 ≈ 0.33 of the head's rate.
+    finetune_layer_decay = 0.8
 
     def __init__(self, name: str, *, sparse: bool = True, input_size: int = 224) -> None:
         super().__init__(name, sparse=sparse, input_size=input_size)
@@ -53,6 +60,14 @@ class ResNetEncoder(SiteEncoder):
         if name.startswith("fc."):
             return cls.lr_layer_count(model) + 1
         raise unknown_parameter(cls.family, name)
+
+    @classmethod
+    def mm_backbone(cls, name: str) -> MMBackbone:
+        """mmdet's / mmseg's own `ResNet` (style 'pytorch'), which names its weights as timm (torchvision) does."""
+        depth = int(name.removeprefix("resnet"))
+        if depth not in MM_RESNET_DEPTHS:
+            raise ValueError(f"mmdet/mmseg ResNet has depths {MM_RESNET_DEPTHS}, not {name}'s {depth}")
+        return MMBackbone(dict(type="ResNet", depth=depth, out_indices=(0, 1, 2, 3)))
 
 
 def residual_block(engine: Engine, block: BasicBlock | Bottleneck, x: FeatureMap) -> FeatureMap:

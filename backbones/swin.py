@@ -9,7 +9,9 @@ from timm.layers import trunc_normal_
 from torch import nn
 
 from hiermae.backbones.base import MaskedEncoder, check_divisible, zero_masked
+from hiermae.backbones.family import MMBackbone
 from hiermae.backbones.lr_layers import staged_block_id, unknown_parameter
+from hiermae.backbones.swin_mm import swin_mm_arch, swin_to_mm
 from hiermae.backbones.swin_sparse import (
     TokenSites,
     embed_visible_patches,
@@ -139,6 +141,9 @@ class SwinEncoder(MaskedEncoder):
     family = "swin"
     examples = "swin_tiny_patch4_window7_224, swin_small_patch4_window7_224, swin_base_patch4_window7_224"
     name_pattern = r"swin_(tiny|small|base|large)_patch4_window\d+_\d+"
+    head_modules = ("head",)
+    sized_by_input = True  # window sizes and bias tables follow the image size
+    finetune_layer_decay = 0.9  # SimMIM fine-tunes Swin-B with 0.9 (Xie et al. 2022, appendix)
 
     def __init__(self, name: str, *, sparse: bool = True, input_size: int = 224, **timm_kwargs: Any) -> None:
         super().__init__(name, sparse=sparse, input_size=input_size)
@@ -219,3 +224,22 @@ class SwinEncoder(MaskedEncoder):
         if name.startswith(("norm.", "head.")):
             return cls.lr_layer_count(model) + 1
         raise unknown_parameter(cls.family, name)
+
+    @classmethod
+    def pooled_features(cls, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """The average over H and W of timm Swin's final, normed, channels-last B×H×W×C map."""
+        return model.forward_features(images).mean(dim=(1, 2))
+
+    @classmethod
+    def mm_backbone(cls, name: str) -> MMBackbone:
+        """mmdet's / mmseg's own `SwinTransformer`. It derives its relative-position indices from its config and adds
+        a norm on each output but the last (timm's final norm); its `init_weights` reads keys under `backbone.`."""
+        return MMBackbone(
+            dict(type="SwinTransformer", **swin_mm_arch(name), out_indices=(0, 1, 2, 3)),
+            derived_keys=(r"relative_position_index$", r"^norm\d\."),
+            file_prefix="backbone.",
+        )
+
+    @classmethod
+    def mm_state_dict(cls, weights: dict[str, torch.Tensor], backbone_cfg: dict) -> dict[str, torch.Tensor]:
+        return swin_to_mm(weights, tuple(backbone_cfg.get("out_indices", (0, 1, 2, 3))))

@@ -1,6 +1,7 @@
 """ViT adapter: MAE token dropping (sparse) and SimMIM mask tokens (dense reference) on timm's ViT."""
 
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import timm
 import torch
@@ -48,6 +49,12 @@ class MaskedViT(MaskedEncoder):
     family = "vit"
     examples = "vit_tiny_patch16_224, vit_small_patch16_224, vit_base_patch16_224"
     name_pattern = r"vit_(tiny|small|base|large)_patch(8|16|32)_(224|384)"
+    head_modules = ("head",)
+    sized_by_input = True  # the position table follows the image size
+    # The classifier reads the average of the patch tokens, not the class token, as MAE fine-tunes (He et al. 2022);
+    # the pretrained final norm stays in place (fc_norm=False adds no fresh norm after pooling).
+    classifier_options = MappingProxyType({"global_pool": "avg", "fc_norm": False})
+    finetune_layer_decay = 0.75  # MAE fine-tunes ViT-B with 0.65 and ViT-L with 0.75 (He et al. 2022, A.2)
 
     def __init__(self, name: str, *, sparse: bool = True, input_size: int = 224) -> None:
         super().__init__(name, sparse=sparse, input_size=input_size)
@@ -115,3 +122,8 @@ class MaskedViT(MaskedEncoder):
         if name.startswith(("norm.", "fc_norm.", "head.", "attn_pool.")):
             return cls.lr_layer_count(model) + 1
         raise unknown_parameter(cls.family, name)
+
+    @classmethod
+    def pooled_features(cls, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """The average of timm ViT's normed patch tokens (B×N×C with the prefix tokens first)."""
+        return model.forward_features(images)[:, model.num_prefix_tokens :].mean(dim=1)

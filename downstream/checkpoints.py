@@ -5,25 +5,17 @@ A pretraining checkpoint is an mmengine checkpoint of `MaskedPretrainer`: encode
 the backbone and input size. Files are read by `hiermae.safe_checkpoint`, so a checkpoint cannot run code.
 """
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import timm
 import torch
 
 from hiermae.checkpoint_keys import CheckpointError, key_mismatches
+from hiermae.encoders import encoder_family
 from hiermae.literal_config import model_config
 from hiermae.safe_checkpoint import load_checkpoint_file
 
 ENCODER_PREFIX = "encoder.model."
-HEAD_PREFIXES = ("head.", "fc.")
-FAMILY_PATTERNS = {
-    "resnet": r"resnet(18|26|34|50|101|152)",
-    "convnext": r"convnext(v2)?_\w+",
-    "swin": r"swin_\w+_patch4_window\d+_\d+",
-    "vit": r"vit_\w+_patch\d+_\d+",
-}
 DEFAULT_INPUT_SIZE = 224
 SIZE_DEPENDENT = ("relative_position_bias_table", "pos_embed")  # resized to the target by `resize.fit_to_target`
 
@@ -38,38 +30,23 @@ class EncoderWeights:
     dropped: list[str]  # checkpoint keys that are not encoder weights (decoder, mask tokens, classifier head)
 
 
-def backbone_family(name: str) -> str:
-    """The family (resnet, convnext, swin, vit) of a timm model name; ValueError for others."""
-    for family, pattern in FAMILY_PATTERNS.items():
-        if re.fullmatch(pattern, name):
-            return family
-    raise ValueError(f"unsupported backbone {name!r}; supported families: {', '.join(FAMILY_PATTERNS)}")
+def create_timm_model(name: str, input_size: int = DEFAULT_INPUT_SIZE, **timm_kwargs: object) -> torch.nn.Module:
+    """`timm.create_model(name)` for `input_size` px images, randomly initialised; `timm_kwargs` (e.g.
+    `num_classes`, `drop_path_rate`) go to timm."""
+    return encoder_family(name).create_timm_model(name, input_size, **timm_kwargs)
 
 
-def create_timm_model(
-    name: str, input_size: int = DEFAULT_INPUT_SIZE, num_classes: int | None = None, **timm_kwargs: object
-) -> torch.nn.Module:
-    """`timm.create_model(name)` at `input_size` (Swin and ViT weights depend on it), randomly initialised;
-    `timm_kwargs` (e.g. `drop_path_rate`) go to timm."""
-    family = backbone_family(name)
-    kwargs = dict(timm_kwargs) if num_classes is None else {**timm_kwargs, "num_classes": num_classes}
-    if family in ("swin", "vit"):
-        kwargs["img_size"] = input_size
-    return timm.create_model(name, pretrained=False, **kwargs)
-
-
-def is_head_key(key: str) -> bool:
-    """Whether a timm key belongs to the classifier head (ConvNeXt's pre-logits norm included)."""
-    return key.startswith(HEAD_PREFIXES)
-
-
-def split_encoder_weights(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Keep the encoder's timm weights of a pretrainer state dict (or all of a plain timm one), minus the head."""
+def split_encoder_weights(
+    state_dict: dict[str, torch.Tensor], backbone: str
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Keep the encoder's timm weights of a pretrainer state dict (or all of a plain timm one), minus the head of
+    `backbone`'s family."""
     tensors = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
     if any(k.startswith(ENCODER_PREFIX) for k in tensors):
         weights = {k[len(ENCODER_PREFIX) :]: v for k, v in tensors.items() if k.startswith(ENCODER_PREFIX)}
     else:
         weights = {k.removeprefix("module."): v for k, v in tensors.items()}
+    is_head_key = encoder_family(backbone).is_head_key
     kept = {k: v for k, v in weights.items() if not is_head_key(k)}
     dropped = sorted(set(state_dict) - {ENCODER_PREFIX + k for k in kept} - set(kept))
     return kept, dropped
@@ -90,11 +67,15 @@ def read_encoder_weights(
     backbone = backbone or model_cfg.get("backbone") or meta.get("backbone")
     if not backbone:
         raise CheckpointError(f"checkpoint {path} does not name its backbone (no meta cfg): pass --backbone NAME")
+    try:
+        encoder_family(backbone)
+    except ValueError as error:
+        raise CheckpointError(f"checkpoint {path}: {error}") from error
     input_size = input_size or model_cfg.get("input_size") or meta.get("input_size") or DEFAULT_INPUT_SIZE
     state_dict = checkpoint.get("state_dict", checkpoint.get("model", checkpoint))
     if not isinstance(state_dict, dict):
         raise CheckpointError(f"checkpoint {path} has no state dict")
-    weights, dropped = split_encoder_weights(state_dict)
+    weights, dropped = split_encoder_weights(state_dict, backbone)
     check_against_timm(weights, backbone, input_size, source=str(path))
     return EncoderWeights(backbone=backbone, input_size=int(input_size), state_dict=weights, dropped=dropped)
 
@@ -104,7 +85,9 @@ def check_against_timm(weights: dict[str, torch.Tensor], backbone: str, input_si
 
     Size-dependent tensors (Swin bias tables, ViT position embeddings) may differ; export resizes them.
     """
-    reference = {k: v for k, v in create_timm_model(backbone, input_size).state_dict().items() if not is_head_key(k)}
+    family = encoder_family(backbone)
+    model = family.create_timm_model(backbone, input_size)
+    reference = {k: v for k, v in model.state_dict().items() if not family.is_head_key(k)}
     missing, unexpected, wrong_shape = key_mismatches(reference, weights, shape_exempt=SIZE_DEPENDENT)
     if missing or unexpected or wrong_shape:
         raise CheckpointError(

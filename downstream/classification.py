@@ -1,8 +1,8 @@
 """Classification evaluation of an encoder: kNN, linear probe and fine-tuning, on Fashion-MNIST or a labelled folder.
 
-Frozen features are the global average of the backbone's last stage map (`timm.create_model(name, num_classes=0)`
-loaded from an export or a pretraining checkpoint, or randomly initialised). kNN is a plain feature pass; the
-linear probe trains, through an mmengine Runner, on features extracted once; fine-tuning trains the whole
+Frozen features are the global average of the backbone's last stage map (the family's `pooled_features` of a
+timm model loaded from an export or a pretraining checkpoint, or randomly initialised). kNN is a plain feature
+pass; the linear probe trains, through an mmengine Runner, on features extracted once; fine-tuning trains the whole
 network with the protocol of `finetune.py`. In the low-label regime (`labelled=N`) every protocol trains on the
 same fixed stratified N training images and is scored on the test split.
 """
@@ -19,21 +19,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from hiermae.downstream.accuracy import predictions
-from hiermae.downstream.checkpoints import backbone_family
 from hiermae.downstream.finetune import ClassificationData, FineTuneRecipe, fashion_mnist_data, finetune
 from hiermae.downstream.pretrained import LoadedBackbone, load_backbone
+from hiermae.encoders import encoder_family
 
 PROTOCOLS = ("knn", "linear", "finetune")
-
-
-def pooled_features(model: nn.Module, family: str, images: torch.Tensor) -> torch.Tensor:
-    """Global average of the last stage (ViT: of the patch tokens) of a timm model of `family`, B×C."""
-    features = model.forward_features(images)
-    if family == "swin":  # B×H×W×C
-        return features.mean(dim=(1, 2))
-    if family == "vit":  # B×N×C with prefix tokens first
-        return features[:, model.num_prefix_tokens :].mean(dim=1)
-    return features.mean(dim=(2, 3))
 
 
 @torch.no_grad()
@@ -42,14 +32,14 @@ def extract_features(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(N×C pooled float32 features, N labels) of a dataset of uint8 images, in eval mode (`amp`: the forward
     passes under bf16 autocast, 2-3× faster on CPUs with bf16 instructions)."""
-    model, family = backbone.model.eval(), backbone_family(backbone.name)
+    model, family = backbone.model.eval(), encoder_family(backbone.name)
     mean = torch.tensor(normalization["mean"]).view(1, -1, 1, 1)
     std = torch.tensor(normalization["std"]).view(1, -1, 1, 1)
     features, labels = [], []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         images = (batch["inputs"].float() - mean) / std
         with torch.autocast(images.device.type, torch.bfloat16, enabled=amp):
-            features.append(pooled_features(model, family, images).float())
+            features.append(family.pooled_features(model, images).float())
         labels.append(batch["data_samples"]["label"])
     return torch.cat(features), torch.cat(labels)
 

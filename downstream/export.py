@@ -1,10 +1,10 @@
 """Export a pretrained encoder for timm, mmdet or mmseg, strict-loading the result into its target model.
 
 - `timm`: the encoder under timm's names, for `timm.create_model(backbone)` minus its classifier head.
-- `mmdet` / `mmseg`: weights for their own `ResNet` and `SwinTransformer` (names, patch-merging order and window
-  size converted), or for the registered `TimmConvNeXt`, so configs load them with
-  `init_cfg=dict(type='Pretrained', checkpoint=FILE)`. The written file is then loaded a second time through the
-  target's own `init_weights`, which must reproduce every exported tensor.
+- `mmdet` / `mmseg`: weights for the backbone the family's descriptor names (`mm_backbone`: their own `ResNet`
+  and `SwinTransformer`, or hiermae's `TimmBackbone`), renamed by its key map (`mm_state_dict`), so configs load
+  them with `init_cfg=dict(type='Pretrained', checkpoint=FILE)`. The written file is then loaded a second time
+  through the target's own `init_weights`, which must reproduce every exported tensor.
 Files are `{'state_dict': ..., 'meta': {backbone, format, input_size, target}}` (plain types: weights_only loads);
 a timm export to `*.safetensors` holds the same tensors with the meta as string metadata (timm reads it natively).
 
@@ -29,22 +29,15 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file as save_safetensors
 
 from hiermae.atomic_files import replace_atomically
+from hiermae.backbones.family import MMBackbone
 from hiermae.checkpoint_keys import CheckpointError, compact
 from hiermae.dependencies import require_mmdet, require_mmseg
-from hiermae.downstream.checkpoints import EncoderWeights, backbone_family, create_timm_model, read_encoder_weights
-from hiermae.downstream.key_maps import resnet_to_mm, swin_mm_arch, swin_to_mm
+from hiermae.downstream.checkpoints import EncoderWeights, create_timm_model, read_encoder_weights
 from hiermae.downstream.key_report import KeyReport, strict_load
 from hiermae.downstream.resize import fit_to_target
+from hiermae.encoders import encoder_family
 
 FORMATS = ("timm", "mmdet", "mmseg")
-MM_BACKBONE_TYPES = {"resnet": "ResNet", "swin": "SwinTransformer", "convnext": "TimmConvNeXt"}
-MM_RESNET_DEPTHS = (18, 34, 50, 101, 152)
-# target keys an export does not provide: buffers the target derives from its config, new per-output norms
-INITIALISED_BY_TARGET = {"SwinTransformer": (r"relative_position_index$", r"^norm\d\.")}
-# mmdet's and mmseg's SwinTransformer.init_weights read only keys under `backbone.`
-FILE_PREFIX = {"SwinTransformer": "backbone."}
-# TimmConvNeXt loads timm-named files into its `model`
-WEIGHTS_HOLDER = {"TimmConvNeXt": "model"}
 SAFETENSORS = ".safetensors"
 
 
@@ -87,19 +80,16 @@ def registry_for(fmt: str) -> Registry:
     return MODELS
 
 
-def default_backbone_cfg(backbone: str) -> dict:
-    """The mmdet/mmseg backbone config that matches a timm encoder, with all four stage outputs."""
-    family = backbone_family(backbone)
-    if family == "resnet":
-        depth = int(backbone.removeprefix("resnet"))
-        if depth not in MM_RESNET_DEPTHS:
-            raise CheckpointError(f"mmdet/mmseg ResNet has depths {MM_RESNET_DEPTHS}, not {backbone}'s {depth}")
-        return dict(type="ResNet", depth=depth, out_indices=(0, 1, 2, 3))
-    if family == "swin":
-        return dict(type="SwinTransformer", **swin_mm_arch(backbone), out_indices=(0, 1, 2, 3))
-    if family == "convnext":
-        return dict(type="TimmConvNeXt", backbone=backbone, out_indices=(0, 1, 2, 3))
-    raise CheckpointError(f"{backbone}: mmdet/mmseg export supports {', '.join(MM_BACKBONE_TYPES)}, not {family}")
+def mm_target(backbone: str) -> MMBackbone:
+    """The mmdet / mmseg backbone that `backbone`'s family declares (CheckpointError when it has none)."""
+    family = encoder_family(backbone)
+    try:
+        target = family.mm_backbone(backbone)
+    except ValueError as error:
+        raise CheckpointError(str(error)) from error
+    if target is None:
+        raise CheckpointError(f"{backbone}: the {family.family} family has no mmdet/mmseg backbone to export to")
+    return target
 
 
 def backbone_cfg_from_config(path: str | Path) -> dict:
@@ -110,20 +100,12 @@ def backbone_cfg_from_config(path: str | Path) -> dict:
     return cfg
 
 
-def to_mm_names(weights: EncoderWeights, cfg: dict) -> dict[str, torch.Tensor]:
-    """Rename timm encoder weights for the mmdet/mmseg backbone `cfg` describes."""
-    family = backbone_family(weights.backbone)
-    kind = cfg["type"].split(".")[-1]
-    if kind != MM_BACKBONE_TYPES.get(family):
+def check_target_type(backbone: str, target: MMBackbone, cfg: dict) -> None:
+    """Raise CheckpointError unless the backbone config `cfg` builds the type `backbone`'s family exports to."""
+    if cfg["type"].split(".")[-1] != target.type:
         raise CheckpointError(
-            f"a {weights.backbone} checkpoint cannot initialise a {cfg['type']} backbone "
-            f"(expected {MM_BACKBONE_TYPES.get(family, 'a resnet, swin or convnext encoder')})"
+            f"a {backbone} checkpoint cannot initialise a {cfg['type']} backbone (expected {target.type})"
         )
-    if family == "resnet":
-        return resnet_to_mm(weights.state_dict)
-    if family == "swin":
-        return swin_to_mm(weights.state_dict, tuple(cfg.get("out_indices", (0, 1, 2, 3))))
-    return dict(weights.state_dict)
 
 
 def check_output_path(checkpoint: Path, out: str | Path, fmt: str) -> None:
@@ -192,7 +174,8 @@ def export_timm(weights: EncoderWeights, out: Path, input_size: int) -> ExportRe
     """Write the timm state dict (resized to `input_size` where needed) and strict-load it, minus the head."""
     target = create_timm_model(weights.backbone, input_size)
     state_dict, notes = fit_to_target(weights.state_dict, target)
-    report = strict_load(target, state_dict, f"timm {weights.backbone} at {input_size} px", (r"^(head|fc)\.",))
+    head = encoder_family(weights.backbone).head_key_patterns()
+    report = strict_load(target, state_dict, f"timm {weights.backbone} at {input_size} px", head)
     notes.append(
         f"head keys (not exported; timm.create_model(num_classes=...) adds them): {compact(report.initialised)}"
     )
@@ -203,31 +186,31 @@ def export_timm(weights: EncoderWeights, out: Path, input_size: int) -> ExportRe
 
 def export_mm(weights: EncoderWeights, out: Path, fmt: str, backbone_cfg: dict) -> ExportResult:
     """Write weights for an mmdet/mmseg backbone, strict-load them, then check its own init_weights reads them."""
+    family, mm = encoder_family(weights.backbone), mm_target(weights.backbone)
+    check_target_type(weights.backbone, mm, backbone_cfg)
     models = registry_for(fmt)
     backbone_cfg = {**backbone_cfg, "_scope_": fmt}  # build in fmt's scope whatever scope is current
     with init_logs_at_debug():
         target = models.build(backbone_cfg)
-    kind = backbone_cfg["type"].split(".")[-1]
-    renamed = to_mm_names(weights, backbone_cfg)
-    holder = getattr(target, WEIGHTS_HOLDER[kind]) if kind in WEIGHTS_HOLDER else target
-    state_dict, notes = fit_to_target(renamed, holder)
-    report = strict_load(holder, state_dict, f"{fmt} {kind}", INITIALISED_BY_TARGET.get(kind, ()))
-    prefix = FILE_PREFIX.get(kind, "")
-    meta = {"backbone": weights.backbone, "format": fmt, "input_size": weights.input_size, "target": kind}
+    holder = mm.holder(target)
+    state_dict, notes = fit_to_target(family.mm_state_dict(weights.state_dict, backbone_cfg), holder)
+    report = strict_load(holder, state_dict, f"{fmt} {mm.type}", mm.derived_keys)
+    meta = {"backbone": weights.backbone, "format": fmt, "input_size": weights.input_size, "target": mm.type}
     with staged_output(out) as staged, init_logs_at_debug():
-        save(staged, out, {prefix + k: v for k, v in state_dict.items()}, meta)
-        check_native_loading(models, backbone_cfg, staged, state_dict)
-    notes.append(f"checked: {fmt} {kind}(init_cfg=dict(type='Pretrained', checkpoint='{out}')) loads every tensor")
+        save(staged, out, {mm.file_prefix + k: v for k, v in state_dict.items()}, meta)
+        check_native_loading(models, mm, backbone_cfg, staged, state_dict)
+    notes.append(f"checked: {fmt} {mm.type}(init_cfg=dict(type='Pretrained', checkpoint='{out}')) loads every tensor")
     return ExportResult(out, fmt, weights.backbone, report, notes)
 
 
-def check_native_loading(models: Registry, backbone_cfg: dict, path: Path, expected: dict[str, torch.Tensor]) -> None:
+def check_native_loading(
+    models: Registry, mm: MMBackbone, backbone_cfg: dict, path: Path, expected: dict[str, torch.Tensor]
+) -> None:
     """Build the backbone with init_cfg Pretrained=`path`, run its init_weights, and compare every tensor."""
     init_cfg = ConfigDict(type="Pretrained", checkpoint=str(path))  # mmdet's Swin reads it by attribute
     model = models.build({**backbone_cfg, "init_cfg": init_cfg})
     model.init_weights()
-    kind = backbone_cfg["type"].split(".")[-1]
-    loaded = (getattr(model, WEIGHTS_HOLDER[kind]) if kind in WEIGHTS_HOLDER else model).state_dict()
+    loaded = mm.holder(model).state_dict()
     differing = [k for k, v in expected.items() if not torch.equal(loaded[k], v)]
     if differing:
         raise CheckpointError(
@@ -266,7 +249,7 @@ def export_checkpoint(
     if fmt == "timm":
         result = export_timm(weights, out, input_size or weights.input_size)
     else:
-        cfg = backbone_cfg_from_config(target_config) if target_config else default_backbone_cfg(weights.backbone)
+        cfg = backbone_cfg_from_config(target_config) if target_config else mm_target(weights.backbone).config
         result = export_mm(weights, out, fmt, cfg)
     result.notes[:0] = notes
     return result

@@ -30,8 +30,6 @@ from hiermae.downstream.labelled_data import LabelledImageFolder
 from hiermae.downstream.pretrained import DEFAULT_INPUT_SIZE, load_backbone
 from hiermae.training import enable_amp
 
-# timm classifier options: MAE fine-tunes ViT on the average of the patch tokens, not the class token.
-CLASSIFIER_OPTIONS = {"vit": dict(global_pool="avg", fc_norm=False)}
 FASHION_MNIST_NORMALIZATION = dict(mean=[72.9] * 3, std=[90.0] * 3)  # as in the pretraining configs
 
 
@@ -135,7 +133,8 @@ def image_folder_data(
 
 @MODELS.register_module()
 class ImageClassifier(BaseModel):
-    """A timm classifier (timm's own pooling and head) trained end to end with label-smoothed cross-entropy.
+    """A timm classifier (timm's own pooling and head, with the family's `classifier_options`) trained end to end
+    with label-smoothed cross-entropy.
 
     Its backbone comes from `checkpoint` (a pretraining checkpoint or a timm export, strict-loaded except the
     head; it names its backbone and size) or is randomly initialised (`checkpoint=None`, `backbone` required).
@@ -154,9 +153,7 @@ class ImageClassifier(BaseModel):
     ) -> None:
         preprocessor = data_preprocessor or dict(type="ImgDataPreprocessor", **FASHION_MNIST_NORMALIZATION)
         super().__init__(data_preprocessor=preprocessor, init_cfg=init_cfg)
-        loaded = load_backbone(
-            checkpoint, backbone, input_size, num_classes, CLASSIFIER_OPTIONS, drop_path_rate=drop_path_rate
-        )
+        loaded = load_backbone(checkpoint, backbone, input_size, num_classes, drop_path_rate=drop_path_rate)
         self.network = loaded.model
         # The weights are loaded (or timm initialised them): mmengine's Runner calls `init_weights()` of every child
         # that has one, and timm's ResNet / ViT / Swin would re-initialise themselves.

@@ -1,8 +1,9 @@
 """Layer-wise learning-rate decay for fine-tuning: optimiser parameter groups scaled by depth, family by family.
 
 A family numbers its timm parameters by depth (`lr_layer_id` / `lr_layer_count` on its adapter in `backbones/`,
-reached through `encoder_family`): with N layers, a parameter at id i learns at lr × rate ** (N + 1 − i), so the
-classifier head keeps the full rate and the stem the smallest (BEiT, Bao et al. 2022; MAE, He et al. 2022).
+reached through `encoder_family`, which also holds its rate, `finetune_layer_decay`): with N layers, a parameter
+at id i learns at lr × rate ** (N + 1 − i), so the classifier head keeps the full rate and the stem the smallest
+(BEiT, Bao et al. 2022; MAE, He et al. 2022).
 Biases, norm weights and the tables timm lists in `no_weight_decay()` (position embeddings, class tokens, Swin's
 relative-position biases) get no weight decay, as in MAE's fine-tuning.
 """
@@ -14,22 +15,15 @@ from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 from torch import nn
 
-from hiermae.downstream.checkpoints import backbone_family
 from hiermae.encoders import encoder_family
-
-# Per-family rates for pretrained weights. Sources: MAE fine-tunes ViT-B with 0.65 and ViT-L with 0.75 (He et al.
-# 2022, appendix A.2); SimMIM fine-tunes Swin-B with 0.9 (Xie et al. 2022, appendix). The ConvNeXt and ResNet values
-# are our choice in the same range: ConvNeXt-atto has Swin-T's 12 blocks, and ResNet counts its 4 stages, so 0.8 puts
-# its stem at 0.8^5 ≈ 0.33 of the head's rate.
-LAYER_DECAY = {"vit": 0.75, "swin": 0.9, "convnext": 0.9, "resnet": 0.8}
 
 
 def layer_decay_rate(backbone: str, pretrained: bool, rate: float | None = None) -> float:
-    """`rate` when given, else the family's rate for pretrained weights and none (1.0) for random init, which has
-    no features to preserve (the papers train their from-scratch baselines without layer decay)."""
+    """`rate` when given, else the family's rate for pretrained weights (`finetune_layer_decay`) and none (1.0) for
+    random init, which has no features to preserve (the papers train their from-scratch baselines without it)."""
     if rate is not None:
         return rate
-    return LAYER_DECAY[backbone_family(backbone)] if pretrained else 1.0
+    return encoder_family(backbone).finetune_layer_decay if pretrained else 1.0
 
 
 def layer_decay_groups(network: nn.Module, backbone: str, rate: float, weight_decay: float) -> list[dict[str, Any]]:

@@ -6,6 +6,6 @@ require_mmseg()
 
 from mmseg.registry import MODELS  # noqa: E402
 
-from hiermae.downstream.timm_backbone import TimmConvNeXt  # noqa: E402
+from hiermae.downstream.timm_backbone import TimmBackbone  # noqa: E402
 
-MODELS.register_module(module=TimmConvNeXt)
+MODELS.register_module(module=TimmBackbone)

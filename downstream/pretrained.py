@@ -7,12 +7,12 @@ from typing import Any
 
 from torch import nn
 
-from hiermae.downstream.checkpoints import backbone_family, create_timm_model, read_encoder_weights
+from hiermae.downstream.checkpoints import read_encoder_weights
 from hiermae.downstream.key_report import KeyReport, strict_load
 from hiermae.downstream.resize import fit_to_target
+from hiermae.encoders import encoder_family
 
 DEFAULT_INPUT_SIZE = 64  # the pretraining configs' Fashion-MNIST size
-HEAD_KEYS = (r"^(head|fc)\.",)  # the classifier (ConvNeXt's pre-logits norm included) is never exported
 
 
 @dataclass
@@ -30,33 +30,32 @@ def load_backbone(
     backbone: str | None = None,
     input_size: int | None = None,
     num_classes: int = 0,
-    family_options: dict[str, dict[str, Any]] | None = None,
     **timm_kwargs: Any,
 ) -> LoadedBackbone:
     """timm `backbone` with `num_classes` outputs (0: pooled features), strict-loaded from `checkpoint` except
-    its classifier, or randomly initialised when `checkpoint` is None.
+    its classifier head, or randomly initialised when `checkpoint` is None.
 
     The checkpoint may be a pretraining checkpoint or a timm export; it names its backbone and size unless given.
-    Size-dependent tables (Swin, ViT) are resized to `input_size`. `timm_kwargs` (e.g. `drop_path_rate`) go to timm,
-    with `family_options[family]` added for the backbone's family.
+    Size-dependent tables (Swin, ViT) are resized to `input_size`. The model is the family's classifier
+    (`classifier_options`, e.g. ViT pooling its patch tokens); `timm_kwargs` (e.g. `drop_path_rate`) go to timm.
     """
     if checkpoint is None:
         if not backbone:
             raise ValueError("random init needs a backbone name")
         size = input_size or DEFAULT_INPUT_SIZE
-        model = create_timm_model(backbone, size, num_classes, **timm_options(backbone, family_options, timm_kwargs))
-        return LoadedBackbone(model, backbone, size, None)
+        return LoadedBackbone(classifier(backbone, size, num_classes, timm_kwargs), backbone, size, None)
     weights = read_encoder_weights(checkpoint, backbone)
     size = input_size or weights.input_size
-    options = timm_options(weights.backbone, family_options, timm_kwargs)
-    model = create_timm_model(weights.backbone, size, num_classes, **options)
+    model = classifier(weights.backbone, size, num_classes, timm_kwargs)
     state_dict, _ = fit_to_target(weights.state_dict, model)
-    report = strict_load(model, state_dict, f"timm {weights.backbone} at {size} px", HEAD_KEYS)
+    head = encoder_family(weights.backbone).head_key_patterns()
+    report = strict_load(model, state_dict, f"timm {weights.backbone} at {size} px", head)
     return LoadedBackbone(model, weights.backbone, size, report)
 
 
-def timm_options(
-    backbone: str, family_options: dict[str, dict[str, Any]] | None, timm_kwargs: dict[str, Any]
-) -> dict[str, Any]:
-    """`timm_kwargs` plus the options `family_options` gives the family of `backbone`."""
-    return {**timm_kwargs, **(family_options or {}).get(backbone_family(backbone), {})}
+def classifier(backbone: str, input_size: int, num_classes: int, timm_kwargs: dict[str, Any]) -> nn.Module:
+    """The family's timm classifier of `backbone` (its `classifier_options` under `timm_kwargs`), randomly
+    initialised."""
+    family = encoder_family(backbone)
+    options = {**family.classifier_options, **timm_kwargs, "num_classes": num_classes}
+    return family.create_timm_model(backbone, input_size, **options)

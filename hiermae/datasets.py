@@ -48,7 +48,6 @@ class FashionMNIST(Dataset):
         image_size: int = 64,
         limit: int | None = None,
         data_root: str = FASHION_MNIST_ROOT,
-        flip: bool = False,
     ) -> None:
         if split not in FASHION_MNIST_FILES:
             raise ValueError(f"Fashion-MNIST split must be one of {sorted(FASHION_MNIST_FILES)}, got {split!r}")
@@ -63,7 +62,6 @@ class FashionMNIST(Dataset):
         self.images = torch.from_numpy(images[:count].copy())
         self.labels = torch.from_numpy(labels[:count].astype(np.int64))
         self.image_size = image_size
-        self.flip = flip
         self.metainfo = {"classes": FASHION_MNIST_CLASSES}
 
     def __len__(self) -> int:
@@ -73,8 +71,6 @@ class FashionMNIST(Dataset):
         image = self.images[index][None, None].float()
         image = F.interpolate(image, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
         image = image[0].clamp(0, 255).round().to(torch.uint8).expand(3, -1, -1).contiguous()
-        if self.flip and torch.rand(()) < 0.5:
-            image = image.flip(-1)
         return {"inputs": image, "data_samples": {"index": index, "label": int(self.labels[index])}}
 
 
@@ -87,7 +83,9 @@ class ImageFolder(Dataset):
     guard included, is replaced by the next readable file, counted across data-loader workers and named in the log.
     Pixels follow `hiermae.images` for every mode and bit depth; crops are decoded at the resolution they need.
     `crop='random'` (training) draws random-resized crops of `scale`; `'centre'` takes the centred square
-    (evaluation: the short side resized to `image_size`, then centre-cropped).
+    (evaluation: the short side resized to `image_size`, then centre-cropped). `flip` mirrors half the images with
+    the worker's RNG, for fine-tuning; pretraining leaves it off and flips in `MIMDataPreprocessor`, which draws each
+    flip from the sample's seed, so a resumed run sees the same images.
     """
 
     def __init__(
@@ -95,7 +93,7 @@ class ImageFolder(Dataset):
         root: str,
         image_size: int = 224,
         scale: tuple[float, float] = (0.2, 1.0),
-        flip: bool = True,
+        flip: bool = False,
         file_list: str | None = None,
         crop: str = "random",
     ) -> None:

@@ -1,4 +1,5 @@
-"""The data preprocessor for masked pretraining: normalisation plus a resumable random horizontal flip."""
+"""The data preprocessor for masked pretraining: normalisation plus a resumable random horizontal flip, the only
+flip pretraining applies (every pretraining config uses it; the datasets do not flip)."""
 
 import torch
 from mmengine.model import ImgDataPreprocessor

@@ -121,7 +121,8 @@ class ImageShards(IterableDataset):
     """Stream a shard folder made by `tools/make_shards.py`; items are shaped like `ImageFolder`'s.
 
     A sample that cannot be decoded is skipped, counted across workers and named in the log; a damaged shard is
-    read up to the damage, named, and the pass goes on with the next shard.
+    read up to the damage, named, and the pass goes on with the next shard. Images are not flipped here: the
+    pretraining configs flip in `MIMDataPreprocessor`, from each sample's seed.
     """
 
     def __init__(
@@ -129,7 +130,6 @@ class ImageShards(IterableDataset):
         root: str,
         image_size: int = 224,
         scale: tuple[float, float] = (0.2, 1.0),
-        flip: bool = True,
         shuffle_buffer: int = 1000,
         seed: int = 0,
         repeat: bool = True,
@@ -142,7 +142,7 @@ class ImageShards(IterableDataset):
         self.metainfo = {"classes": classes}
         self.num_samples = sum(shard.count for shard in self.shards)
         self.shuffle_buffer, self.seed, self.repeat = shuffle_buffer, seed, repeat
-        self.read = CropReader(image_size, tuple(scale), flip)
+        self.read = CropReader(image_size, tuple(scale), flip=False)
         self._skipped_count = multiprocessing.Value("q", 0)
         print_log(f"ImageShards {root}: {self.num_samples} images in {len(self.shards)} shards", "current")
 

@@ -8,17 +8,17 @@ import pytest
 import torch
 
 from hiermae.downstream.accuracy import TopOneAccuracy
-from hiermae.downstream.checkpoints import CheckpointError, backbone_family, create_timm_model
+from hiermae.downstream.checkpoints import CheckpointError, create_timm_model
 from hiermae.downstream.classification import (
     FeatureDataset,
     LinearProbe,
     evaluate,
     knn_accuracy,
-    pooled_features,
     train_and_test,
 )
 from hiermae.downstream.finetune import FineTuneRecipe
 from hiermae.downstream.pretrained import load_backbone
+from hiermae.encoders import encoder_family
 
 REPO = Path(__file__).parents[1]
 
@@ -56,14 +56,18 @@ def test_linear_probe_trains_through_a_runner(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("backbone", "channels"), [("resnet18", 512), ("convnext_atto", 320), ("swin_tiny_patch4_window7_224", 768)]
+    ("backbone", "channels"),
+    [("resnet18", 512), ("convnext_atto", 320), ("swin_tiny_patch4_window7_224", 768), ("efficientnet_b0", 320)],
 )
 def test_pooled_features_average_the_last_stage(backbone: str, channels: int) -> None:
     loaded = load_backbone(None, backbone, 64)
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        features = pooled_features(loaded.model.eval(), backbone_family(backbone), images)
+        features = encoder_family(backbone).pooled_features(loaded.model.eval(), images)
+        # timm's own last stage map (NCHW), after the final norm where the family has one (Swin)
+        last_stage = loaded.model.forward_intermediates(images, indices=1, norm=True, intermediates_only=True)[-1]
     assert features.shape == (2, channels)
+    torch.testing.assert_close(features, last_stage.mean(dim=(2, 3)))
 
 
 def test_load_backbone_from_timm_export_is_strict(tmp_path: Path) -> None:

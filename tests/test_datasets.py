@@ -1,14 +1,19 @@
+import inspect
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from PIL import Image
 from torch.utils.data import DataLoader
 
 from hiermae.datasets import FashionMNIST, ImageFolder
+from hiermae.shards import ImageShards
 from hiermae.training import build_config
+
+PRETRAIN_CONFIGS = sorted((Path(__file__).parents[1] / "configs" / "pretrain").glob("*.py"))
 
 
 def test_fashion_mnist_reads_the_embedded_files():
@@ -114,3 +119,19 @@ def test_training_configs_cache_the_file_list_in_the_work_dir(tmp_path):
     options = {"train_dataloader.dataset.file_list": None}
     cfg = build_config("configs/pretrain/hiermae_resnet50_224px_imagefolder.py", cfg_options=options)
     assert cfg.train_dataloader.dataset.file_list is None  # an explicit None turns the cache off
+
+
+@pytest.mark.parametrize("config", PRETRAIN_CONFIGS, ids=[path.stem for path in PRETRAIN_CONFIGS])
+def test_pretraining_flips_only_in_the_resumable_preprocessor(config):
+    cfg = Config.fromfile(config)
+    preprocessor = cfg.model.data_preprocessor
+    assert preprocessor.type == "MIMDataPreprocessor" and preprocessor.flip_prob == 0.5
+    assert not cfg.train_dataloader.dataset.get("flip", False)
+
+
+def test_datasets_do_not_flip_unless_asked():
+    """Pretraining flips in MIMDataPreprocessor (seeded by sample and iteration); a dataset's own flip, drawn from
+    the worker's RNG, would differ after a resume. Only ImageFolder keeps one, off by default, for fine-tuning."""
+    assert inspect.signature(ImageFolder).parameters["flip"].default is False
+    assert "flip" not in inspect.signature(FashionMNIST).parameters
+    assert "flip" not in inspect.signature(ImageShards).parameters

@@ -1,4 +1,5 @@
-"""TimmConvNeXt backbone, the transfer configs, and (slow) pretraining checkpoint → export → Mask R-CNN, UperNet."""
+"""TimmBackbone (timm models as mmdet/mmseg backbones), the transfer configs, and (slow) pretraining checkpoint →
+export → Mask R-CNN, UperNet."""
 
 import json
 import subprocess
@@ -12,14 +13,15 @@ from mmengine.config import Config
 from hiermae.downstream.checkpoints import CheckpointError
 from hiermae.downstream.export import export_checkpoint, registry_for
 from hiermae.downstream.scenes import generate_scenes
-from hiermae.downstream.timm_backbone import TimmConvNeXt
+from hiermae.downstream.timm_backbone import TimmBackbone
+from hiermae.encoders import build_encoder
 
 REPO = Path(__file__).parents[1]
 CONFIGS = sorted((REPO / "configs" / "downstream").glob("*.py"))
 
 
-def test_timm_convnext_stage_maps_and_frozen_stages() -> None:
-    backbone = TimmConvNeXt("convnext_atto", out_indices=(1, 3), frozen_stages=1)
+def test_timm_backbone_stage_maps_and_frozen_stages() -> None:
+    backbone = TimmBackbone("convnext_atto", out_indices=(1, 3), frozen_stages=1)
     maps = backbone(torch.randn(2, 3, 64, 64))
     assert [tuple(m.shape) for m in maps] == [(2, 80, 8, 8), (2, 320, 2, 2)]
     assert backbone.out_channels == [80, 320]
@@ -30,13 +32,28 @@ def test_timm_convnext_stage_maps_and_frozen_stages() -> None:
     assert all(p.requires_grad for p in backbone.model.stages[1].parameters())
 
 
-def test_timm_convnext_rejects_other_backbones_and_partial_checkpoints(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="ConvNeXt"):
-        TimmConvNeXt("resnet18")
-    weights = TimmConvNeXt("convnext_atto").model.state_dict()
+def test_timm_backbone_serves_the_efficient_cnn_family_at_strides_4_to_32() -> None:
+    backbone = TimmBackbone("mobilenetv3_large_100", frozen_stages=0)
+    maps = backbone(torch.randn(1, 3, 64, 64))
+    assert [tuple(m.shape) for m in maps] == [(1, 24, 16, 16), (1, 40, 8, 8), (1, 112, 4, 4), (1, 960, 2, 2)]
+    encoder = build_encoder("mobilenetv3_large_100", sparse=False, input_size=64)
+    assert backbone.out_channels == encoder.out_channels
+    assert backbone.model.state_dict().keys() == encoder.timm_state_dict().keys()  # the timm export loads as is
+    backbone.train()  # frozen_stages=0: the stem (and the stride-2 block before stage 0) only
+    assert not backbone.model.bn1.training and not backbone.model.blocks[0].training
+    assert backbone.model.blocks[1].training and all(p.requires_grad for p in backbone.model.blocks[1].parameters())
+    assert not any(p.requires_grad for p in backbone.model.conv_stem.parameters())
+
+
+def test_timm_backbone_rejects_other_families_and_partial_checkpoints(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="resnet18 \\(resnet\\) uses mmdet/mmseg's ResNet"):
+        TimmBackbone("resnet18")
+    with pytest.raises(ValueError, match="frozen_stages must lie in -1..4"):
+        TimmBackbone("convnext_atto", frozen_stages=5)
+    weights = TimmBackbone("convnext_atto").model.state_dict()
     weights.pop("stages.3.blocks.1.mlp.fc2.weight")
     torch.save({"state_dict": weights}, tmp_path / "partial.pth")
-    backbone = TimmConvNeXt("convnext_atto", init_cfg=dict(type="Pretrained", checkpoint=str(tmp_path / "partial.pth")))
+    backbone = TimmBackbone("convnext_atto", init_cfg=dict(type="Pretrained", checkpoint=str(tmp_path / "partial.pth")))
     with pytest.raises(CheckpointError, match="missing: stages.3.blocks.1.mlp.fc2.weight"):
         backbone.init_weights()
 

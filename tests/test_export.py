@@ -16,11 +16,13 @@ from mmengine.config import ConfigDict
 from hiermae.checkpoint_keys import CheckpointError
 from hiermae.downstream.checkpoints import create_timm_model, read_encoder_weights
 from hiermae.downstream.export import ExportWriteError, OutputPathError, export_checkpoint, registry_for
+from hiermae.encoders import encoder_family
 
 from checkpoint_files import write_pretraining_checkpoint
 
 REPO = Path(__file__).parents[1]
 SWIN = "swin_tiny_patch4_window7_224"
+MOBILENET = "mobilenetv3_large_100"
 
 
 def exported(path: Path) -> dict[str, torch.Tensor]:
@@ -28,7 +30,7 @@ def exported(path: Path) -> dict[str, torch.Tensor]:
 
 
 def timm_stage_maps(model: torch.nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
-    """The last four stage outputs (NCHW) of a timm ResNet / ConvNeXt / Swin, before any final norm."""
+    """The last four stage outputs (NCHW) of a timm ResNet / ConvNeXt / Swin / MobileNetV3, before any final norm."""
     return list(model.forward_intermediates(images, indices=4, norm=False, intermediates_only=True))[-4:]
 
 
@@ -36,26 +38,27 @@ def timm_stage_maps(model: torch.nn.Module, images: torch.Tensor) -> list[torch.
 def pretrained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, int, dict[str, torch.Tensor]]]:
     """One pretraining checkpoint per family (Swin at 224 px so that no window is clamped), with its weights."""
     root = tmp_path_factory.mktemp("pretrained")
-    sizes = {"resnet18": 64, "convnext_atto": 64, SWIN: 224}
+    sizes = {"resnet18": 64, "convnext_atto": 64, SWIN: 224, MOBILENET: 64}
     return {
         name: (root / f"{name}.pth", size, write_pretraining_checkpoint(root / f"{name}.pth", name, size))
         for name, size in sizes.items()
     }
 
 
-@pytest.mark.parametrize("backbone", ["resnet18", "convnext_atto", SWIN])
+@pytest.mark.parametrize("backbone", ["resnet18", "convnext_atto", SWIN, MOBILENET])
 def test_timm_export_strict_loads_and_reports_head_keys(tmp_path: Path, pretrained: dict, backbone: str) -> None:
     checkpoint, size, weights = pretrained[backbone]
+    is_head_key = encoder_family(backbone).is_head_key
     result = export_checkpoint(checkpoint, "timm", tmp_path / "timm.pth")
     state_dict = exported(tmp_path / "timm.pth")
     assert result.report.ok and result.report.loaded == len(state_dict)
-    assert result.report.initialised and all(k.startswith(("head.", "fc.")) for k in result.report.initialised)
+    assert result.report.initialised and all(is_head_key(k) for k in result.report.initialised)
     assert "decoder.head.weight" in " ".join(result.notes) and "encoder.mask_token" in " ".join(result.notes)
-    assert state_dict.keys() == {k for k in weights if not k.startswith(("head.", "fc."))}
+    assert state_dict.keys() == {k for k in weights if not is_head_key(k)}
     assert all(torch.equal(state_dict[k], weights[k]) for k in state_dict)
     model = timm.create_model(backbone, num_classes=0, **({"img_size": size} if backbone == SWIN else {}))
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    assert not unexpected and all(k.startswith(("head.", "fc.")) for k in missing)
+    assert not unexpected and all(is_head_key(k) for k in missing)
 
 
 @pytest.mark.parametrize(
@@ -67,14 +70,18 @@ def test_timm_export_strict_loads_and_reports_head_keys(tmp_path: Path, pretrain
         ("convnext_atto", "mmseg"),
         (SWIN, "mmdet"),
         pytest.param(SWIN, "mmseg", marks=pytest.mark.slow),  # same names as mmdet's Swin; 25 s on 2 busy cores
+        (MOBILENET, "mmdet"),
+        (MOBILENET, "mmseg"),
     ],
 )
 def test_mm_export_gives_the_same_stage_maps(tmp_path: Path, pretrained: dict, backbone: str, fmt: str) -> None:
     checkpoint, size, weights = pretrained[backbone]
     result = export_checkpoint(checkpoint, fmt, tmp_path / f"{fmt}.pth")
     assert result.report.ok and not result.report.unexpected and not result.report.missing
-    kind = {"resnet18": "ResNet", "convnext_atto": "TimmConvNeXt", SWIN: "SwinTransformer"}[backbone]
-    extra = dict(depth=18) if kind == "ResNet" else dict(backbone=backbone) if kind == "TimmConvNeXt" else {}
+    kind = {"resnet18": "ResNet", "convnext_atto": "TimmBackbone", SWIN: "SwinTransformer", MOBILENET: "TimmBackbone"}[
+        backbone
+    ]  # what each family's descriptor names, written out here so that the test checks it
+    extra = dict(depth=18) if kind == "ResNet" else dict(backbone=backbone) if kind == "TimmBackbone" else {}
     init_cfg = ConfigDict(type="Pretrained", checkpoint=str(tmp_path / f"{fmt}.pth"))
     target = registry_for(fmt).build(dict(type=kind, _scope_=fmt, init_cfg=init_cfg, **extra))
     target.init_weights()
@@ -116,7 +123,7 @@ def test_vit_position_embedding_is_resampled_and_mm_formats_refused(tmp_path: Pa
     write_pretraining_checkpoint(tmp_path / "vit.pth", "vit_tiny_patch16_224", 64)
     result = export_checkpoint(tmp_path / "vit.pth", "timm", tmp_path / "timm.pth", input_size=96)
     assert result.report.ok and "resized pos_embed: (1, 17, 192) → (1, 37, 192)" in result.notes
-    with pytest.raises(CheckpointError, match="mmdet/mmseg export supports resnet, swin, convnext, not vit"):
+    with pytest.raises(CheckpointError, match="the vit family has no mmdet/mmseg backbone"):
         export_checkpoint(tmp_path / "vit.pth", "mmdet", tmp_path / "det.pth")
 
 

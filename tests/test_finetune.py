@@ -15,7 +15,6 @@ from PIL import Image
 
 from hiermae.downstream.checkpoints import create_timm_model
 from hiermae.downstream.finetune import (
-    CLASSIFIER_OPTIONS,
     FineTuneRecipe,
     ImageClassifier,
     fashion_mnist_data,
@@ -30,6 +29,7 @@ from hiermae.downstream.labelled_data import (
     stratified_indices,
 )
 from hiermae.downstream.layer_decay import layer_decay_groups, layer_decay_rate
+from hiermae.downstream.pretrained import load_backbone
 from hiermae.encoders import encoder_family
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,12 +53,24 @@ FAMILIES = {
         "head.weight",
         12,
     ),
+    "mobilenetv3_large_100": (
+        "conv_stem.weight",
+        {"blocks.0.0.conv_dw.weight": 1, "blocks.3.1.bn1.bias": 8, "blocks.6.0.conv.weight": 16},
+        "conv_head.weight",
+        16,
+    ),
+    "efficientnet_b0": (
+        "bn1.weight",
+        {"blocks.1.0.se.conv_reduce.weight": 2, "blocks.5.3.conv_pwl.weight": 15, "blocks.6.0.conv_pw.weight": 16},
+        "bn2.weight",
+        16,
+    ),
 }
 
 
 def classifier(backbone: str) -> torch.nn.Module:
-    options = CLASSIFIER_OPTIONS.get("vit", {}) if backbone.startswith("vit") else {}
-    return create_timm_model(backbone, 64, num_classes=10, **options)
+    """The timm classifier fine-tuning builds (the family's classifier options)."""
+    return load_backbone(None, backbone, 64, num_classes=10).model
 
 
 @pytest.mark.parametrize("backbone", list(FAMILIES))

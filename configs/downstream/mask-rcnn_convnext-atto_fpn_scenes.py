@@ -1,4 +1,4 @@
-# Mask R-CNN + FPN, ConvNeXt-Atto (hiermae's TimmConvNeXt backbone), on the stamp scenes.
+# Mask R-CNN + FPN, ConvNeXt-Atto (hiermae's TimmBackbone), on the stamp scenes.
 # From hiermae pretraining: tools/export.py CKPT --format mmdet --out FILE (the timm export loads too), then
 #   --cfg-options model.backbone.init_cfg.type=Pretrained model.backbone.init_cfg.checkpoint=FILE
 _base_ = [
@@ -9,7 +9,7 @@ _base_ = [
 ]
 model = dict(
     backbone=dict(
-        _delete_=True, type="TimmConvNeXt", backbone="convnext_atto", out_indices=(0, 1, 2, 3), drop_path_rate=0.1
+        _delete_=True, type="TimmBackbone", backbone="convnext_atto", out_indices=(0, 1, 2, 3), drop_path_rate=0.1
     ),
     neck=dict(in_channels=[40, 80, 160, 320]),
 )

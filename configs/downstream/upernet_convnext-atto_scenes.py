@@ -1,4 +1,4 @@
-# UperNet, ConvNeXt-Atto (hiermae's TimmConvNeXt backbone), on the stamp scenes' label maps.
+# UperNet, ConvNeXt-Atto (hiermae's TimmBackbone), on the stamp scenes' label maps.
 # From hiermae pretraining: tools/export.py CKPT --format mmseg --out FILE, then
 #   --cfg-options model.backbone.init_cfg.type=Pretrained model.backbone.init_cfg.checkpoint=FILE
 _base_ = [
@@ -9,7 +9,7 @@ _base_ = [
 ]
 model = dict(
     backbone=dict(
-        _delete_=True, type="TimmConvNeXt", backbone="convnext_atto", out_indices=(0, 1, 2, 3), drop_path_rate=0.1
+        _delete_=True, type="TimmBackbone", backbone="convnext_atto", out_indices=(0, 1, 2, 3), drop_path_rate=0.1
     ),
     decode_head=dict(in_channels=[40, 80, 160, 320]),
     auxiliary_head=dict(in_channels=160),

@@ -1,5 +1,5 @@
 # mmdet runtime for the transfer configs: self-sufficient for tools/train.py (scope + the imports that register
-# hiermae's TimmConvNeXt in mmdet's registry).
+# hiermae's TimmBackbone in mmdet's registry).
 default_scope = "mmdet"
 custom_imports = dict(imports=["hiermae.downstream.mmdet_models"], allow_failed_imports=False)
 default_hooks = dict(

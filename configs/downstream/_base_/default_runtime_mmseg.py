@@ -1,5 +1,5 @@
 # mmseg runtime for the transfer configs: self-sufficient for tools/train.py (scope + the imports that register
-# hiermae's TimmConvNeXt in mmseg's registry).
+# hiermae's TimmBackbone in mmseg's registry).
 default_scope = "mmseg"
 custom_imports = dict(imports=["hiermae.downstream.mmseg_models"], allow_failed_imports=False)
 default_hooks = dict(

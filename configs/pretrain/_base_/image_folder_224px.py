@@ -14,5 +14,7 @@ train_dataloader = dict(
     dataset=dict(type="ImageFolder", root="data/images", image_size=image_size),
 )
 model = dict(
-    data_preprocessor=dict(type="ImgDataPreprocessor", mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
+    data_preprocessor=dict(
+        type="MIMDataPreprocessor", flip_prob=0.5, mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375]
+    )
 )

@@ -1,4 +1,4 @@
-# 1k iterations of AdamW for the transformer / ConvNeXt backbones, warm-up then steps at 70 % and 90 %.
+# 1k iterations of AdamW for the transformer, ConvNeXt and MobileNetV3 backbones, warm-up then steps at 70 % and 90 %.
 _base_ = ["./sgd_1k.py"]
 optim_wrapper = dict(
     _delete_=True,

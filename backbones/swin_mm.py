@@ -1,28 +1,15 @@
-"""Rename timm encoder weights to mmdet's / mmseg's own backbones (their ResNet and SwinTransformer share names).
+"""timm Swin weights renamed for mmdet's / mmseg's own `SwinTransformer` (both ship the same one), and the arguments
+that rebuild a timm Swin there.
 
-ResNet: timm and mmdet use torchvision's names, so only the classifier goes. Swin: mmdet runs patch merging
-through `nn.Unfold` (channel order c, dy, dx) where timm concatenates 2×2 neighbours (order dx, dy, c), puts the
-downsample at the end of a stage instead of the start, and names the output norm of each stage `norm<i>`.
+mmdet runs patch merging through `nn.Unfold` (channel order c, dy, dx) where timm concatenates 2×2 neighbours
+(order dx, dy, c), puts the downsample at the end of a stage instead of the start, and names the output norm of
+each stage `norm<i>`. Pure functions over state dicts: nothing here imports mmdet.
 """
 
 import re
 
+import timm
 import torch
-
-from hiermae.downstream.checkpoints import create_timm_model
-
-
-def resnet_to_mm(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """timm ResNet → mmdet/mmseg `ResNet` (style='pytorch'): identical names."""
-    return dict(weights)
-
-
-def unfold_order(tensor: torch.Tensor) -> torch.Tensor:
-    """Reorder the last dim of a patch-merging weight from timm's (dx, dy, c) to nn.Unfold's (c, dy, dx)."""
-    channels = tensor.shape[-1] // 4
-    grouped = tensor.reshape(*tensor.shape[:-1], 2, 2, channels)  # (..., dx, dy, c)
-    return grouped.movedim(-1, -3).transpose(-1, -2).reshape(tensor.shape).contiguous()
-
 
 SWIN_RENAMES = (
     (r"^patch_embed\.proj\.", "patch_embed.projection."),
@@ -31,6 +18,13 @@ SWIN_RENAMES = (
     (r"\.mlp\.fc2\.", ".ffn.layers.1."),
     (r"^layers\.", "stages."),
 )
+
+
+def unfold_order(tensor: torch.Tensor) -> torch.Tensor:
+    """Reorder the last dim of a patch-merging weight from timm's (dx, dy, c) to nn.Unfold's (c, dy, dx)."""
+    channels = tensor.shape[-1] // 4
+    grouped = tensor.reshape(*tensor.shape[:-1], 2, 2, channels)  # (..., dx, dy, c)
+    return grouped.movedim(-1, -3).transpose(-1, -2).reshape(tensor.shape).contiguous()
 
 
 def swin_to_mm(weights: dict[str, torch.Tensor], out_indices: tuple[int, ...]) -> dict[str, torch.Tensor]:
@@ -58,7 +52,7 @@ def swin_mm_arch(backbone: str) -> dict:
     window = re.search(r"window(\d+)", backbone)
     if window is None:
         raise ValueError(f"{backbone} does not name its window size (e.g. swin_tiny_patch4_window7_224)")
-    model = create_timm_model(backbone)
+    model = timm.create_model(backbone, pretrained=False)
     first = model.layers[0].blocks[0]
     return dict(
         embed_dims=model.embed_dim,

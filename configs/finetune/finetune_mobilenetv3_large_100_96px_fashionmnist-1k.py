@@ -1,0 +1,12 @@
+# Fine-tune MobileNetV3-Large on 1000 labelled Fashion-MNIST images at 96 px, from a hiermae export or checkpoint:
+#   python tools/train.py configs/finetune/finetune_mobilenetv3_large_100_96px_fashionmnist-1k.py --amp \
+#       --cfg-options model.checkpoint=mobilenetv3_large_100_timm.pth
+# Without model.checkpoint it trains from random initialisation (then without layer-wise lr decay).
+# One command for any export and data: tools/finetune.py.
+_base_ = [
+    "_base_/finetune_runtime.py",
+    "_base_/fashion_mnist_1k_96px.py",
+    "_base_/adamw_layer_decay_30e.py",
+]
+
+model = dict(backbone="mobilenetv3_large_100", checkpoint=None)
