@@ -97,6 +97,9 @@ def test_evaluate_random_init_with_knn_and_linear_probe(tmp_path: Path, capsys: 
     scores = {line.split()[1].rstrip(":"): float(line.split()[2]) for line in lines if line.startswith("top-1")}
     assert set(scores) == {"knn", "linear"}
     assert all(0.2 < score <= 1 for score in scores.values())  # 10 classes: chance is 0.1
+    with pytest.raises(SystemExit) as stopped:
+        module.main(["--backbone", "resnet_unknown", "--work-dir", str(tmp_path)])
+    assert stopped.value.code == 2 and "unsupported backbone 'resnet_unknown'" in capsys.readouterr().err
 
 
 def test_low_label_probe_trains_on_the_fixed_subset(tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("evaluate: give a checkpoint, or --backbone NAME for random initialisation")
     try:
         results = run_evaluation(args)
-    except (CheckpointError, FileNotFoundError) as error:
+    except (CheckpointError, FileNotFoundError, ValueError) as error:  # ValueError: e.g. an unsupported --backbone
         print(f"evaluate failed: {error}", file=sys.stderr)
         raise SystemExit(2) from error
     source = args.checkpoint or f"random init ({args.backbone})"
