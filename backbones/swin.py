@@ -49,8 +49,10 @@ class StageSpec:
 class SwinPlanner:
     """Builds the sparse Swin's plan on the host (picklable: data-loader workers hold it).
 
-    When every sample of the batch has the same mask (the `batch_shared` generator), one sample is planned and
-    its packing serves them all (`WindowPacking.samples`); otherwise every sample is packed together.
+    With `share_masks` (set by `calibrated` when the example batches share one mask per batch, as the
+    `batch_shared` generator draws them), one sample is planned and its packing serves every sample
+    (`WindowPacking.samples`); otherwise every sample is packed together. The choice is fixed per planner, not per
+    batch, so that random masks which happen to coincide do not change the step's shapes.
     Each packing is padded to a fixed number of bins, so the step's shapes do not depend on the mask: the budgets
     measured on example masks (`calibrated`), or else `bin_budget`'s rule.
     """
@@ -60,7 +62,7 @@ class SwinPlanner:
     position_index: dict[tuple[int, int], torch.Tensor]  # window size -> timm's relative_position_index
     budgets: dict[tuple[int, WindowGeometry], int] = field(default_factory=dict)  # (stage, geometry) -> bins
     exact: bool = False  # pack into as few bins as needed (calibration)
-    share_masks: bool = True  # plan one sample when all share a mask (False: always the per-sample path)
+    share_masks: bool = False  # plan one sample when all share a mask (set by `calibrated` for such generators)
 
     def __call__(self, visible: torch.Tensor) -> list[StagePlan]:
         batch_size = visible.shape[0]
@@ -94,13 +96,15 @@ class SwinPlanner:
     def calibrated(self, examples: list[torch.Tensor]) -> "SwinPlanner":
         """This planner with each packing's budget set from example visible maps (batches drawn by the training
         mask generator at the training batch size): the most bins any example needed, plus 2 % and 2 bins."""
-        exact, needed = replace(self, exact=True), {}
+        share = all(len(visible) > 1 and bool((visible == visible[:1]).all()) for visible in examples)
+        exact, needed = replace(self, exact=True, share_masks=share), {}
         for visible in examples:
             for number, plan in enumerate(exact(visible)):
                 for packing in plan.packings:
                     key = (number, packing.geometry)
                     needed[key] = max(needed.get(key, 0), packing.num_bins)
-        return replace(self, budgets={key: bins + 2 + -(-bins // 50) for key, bins in needed.items()})
+        budgets = {key: bins + 2 + -(-bins // 50) for key, bins in needed.items()}
+        return replace(self, budgets=budgets, share_masks=share)
 
 
 def share_plan(plan: StagePlan, fine: TokenSites | None, batch_size: int) -> StagePlan:

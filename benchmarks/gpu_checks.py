@@ -18,6 +18,7 @@ import torch
 
 from hiermae.encoders import build_encoder
 from hiermae.masks import RandomMask
+from hiermae.plans import to_device
 from hiermae.registry import MASK_GENERATORS
 
 DEFAULT = "resnet50,convnext_tiny,convnextv2_atto,swin_tiny_patch4_window7_224,vit_small_patch16_224"
@@ -61,10 +62,12 @@ def check_swin_against_cpu(name: str, size: int, batch: int, mask: str, device: 
     images = torch.randn(batch, 3, size, size)
     generator = MASK_GENERATORS.build({"type": mask, "mask_ratio": 0.75})
     visible = generator(batch, (size // 32, size // 32), torch.arange(batch))
+    planner = encoder.planner(device).calibrated([visible])  # takes the shared path for batch-shared masks
     results = []
     for where in ("cpu", device):
         encoder.to(where).zero_grad(set_to_none=True)
-        outputs = encoder(images.to(where), visible)
+        plan = to_device(planner(visible), where)
+        outputs = encoder(images.to(where), visible.to(where), plan)
         sum((o * o).mean() for o in outputs).backward()
         # copies: on the CPU `.cpu()` returns the tensor itself, whose data `encoder.to(device)` then moves
         grads = [p.grad.detach().to("cpu", copy=True) for p in encoder.parameters() if p.grad is not None]

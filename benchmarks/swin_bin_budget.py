@@ -28,7 +28,8 @@ def tally(planner: SwinPlanner, generator: object, batch: int, grid: tuple[int, 
     """Per (stage, shift): [most bins over the lower bound, masks over the rule budget, over the calibrated one]."""
     examples = [generator(batch, grid, torch.arange(batch) + 10**6 + k * batch) for k in range(16)]
     calibrated = planner.calibrated(examples)
-    exact = SwinPlanner(planner.unit, planner.stages, planner.position_index, exact=True)
+    exact = SwinPlanner(planner.unit, planner.stages, planner.position_index, exact=True,
+                        share_masks=calibrated.share_masks)  # fmt: skip
     found: dict[tuple, list[int]] = {}
     for trial in range(masks):
         visible = generator(batch, grid, torch.arange(batch) + trial * batch)
