@@ -40,7 +40,14 @@ def read_idx(path: Path, header_bytes: int) -> np.ndarray:
 
 @DATASETS.register_module()
 class FashionMNIST(Dataset):
-    """Fashion-MNIST (Xiao et al., 2017) from the Debian package `dataset-fashion-mnist`, as RGB at `image_size`."""
+    """Fashion-MNIST (Xiao et al., 2017) from the Debian package `dataset-fashion-mnist`, as RGB at `image_size`.
+
+    Args:
+        split: "train" (60 000 images) or "test" (10 000).
+        image_size: side of the upsampled square images (a multiple of 32 for pretraining).
+        limit: read only the first `limit` images (tests, smoke runs).
+        data_root: the folder of the IDX files.
+    """
 
     def __init__(
         self,
@@ -86,6 +93,14 @@ class ImageFolder(Dataset):
     (evaluation: the short side resized to `image_size`, then centre-cropped). `flip` mirrors half the images with
     the worker's RNG, for fine-tuning; pretraining leaves it off and flips in `MIMDataPreprocessor`, which draws each
     flip from the sample's seed, so a resumed run sees the same images.
+
+    Args:
+        root: the folder of images.
+        image_size: side of the square crops.
+        scale: area range of the random-resized crops, as a fraction of the image.
+        flip: mirror half the images (fine-tuning only).
+        file_list: a cache file for the listing (`tools/train.py` sets it in the work dir).
+        crop: "random" (training) or "centre" (evaluation).
     """
 
     def __init__(

@@ -22,5 +22,12 @@ def check_backbone_name(backbone: str) -> None:
 
 
 def build_encoder(backbone: str, *, sparse: bool = True, input_size: int = 224) -> torch.nn.Module:
-    """Return the encoder adapter for a timm backbone name (`sparse=False` gives the dense reference)."""
+    """Return the encoder adapter for a timm backbone name (`sparse=False` gives the dense reference).
+
+    Args:
+        backbone: a timm model name of a supported family (an unknown one is a ValueError listing the families).
+        sparse: compute at visible sites only (True), or the masked-dense / mask-token reference (False).
+        input_size: the square image size Swin and ViT are built for (their windows and position tables); CNNs
+            take any multiple of the 32-px mask unit.
+    """
     return encoder_family(backbone)(backbone, sparse=sparse, input_size=input_size)

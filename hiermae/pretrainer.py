@@ -185,7 +185,13 @@ class MaskedPretrainer(BaseModel):
 def build_pretrainer(
     backbone: str, *, sparse: bool = True, mask_ratio: float = 0.75, input_size: int = 224, **cfg: Any
 ) -> MaskedPretrainer:
-    """Build a `MaskedPretrainer` for a timm backbone name; `cfg` may set mask, decoder, target, loss, ..."""
+    """Build a `MaskedPretrainer` for a timm backbone name.
+
+    Args:
+        backbone, sparse, input_size: as for `MaskedPretrainer`.
+        mask_ratio: the fraction of 32-px units masked, used unless `cfg['mask']` sets its own.
+        **cfg: any other `MaskedPretrainer` argument (mask, decoder, target, loss, mask_seed, compile, ...).
+    """
     mask = dict(cfg.pop("mask", None) or {"type": "random"})
     mask.setdefault("mask_ratio", mask_ratio)
     return MaskedPretrainer(backbone, sparse=sparse, input_size=input_size, mask=mask, **cfg)

@@ -123,6 +123,13 @@ class ImageShards(IterableDataset):
     A sample that cannot be decoded is skipped, counted across workers and named in the log; a damaged shard is
     read up to the damage, named, and the pass goes on with the next shard. Images are not flipped here: the
     pretraining configs flip in `MIMDataPreprocessor`, from each sample's seed.
+
+    Args:
+        root: the shard folder (`tools/make_shards.py --out`).
+        image_size, scale: as for `ImageFolder`.
+        shuffle_buffer: samples mixed across shards before reading (0: none).
+        seed: base of the shard order and the shuffling.
+        repeat: pass after pass without end (pretraining), or one pass.
     """
 
     def __init__(
