@@ -16,7 +16,9 @@ import sys
 
 import torch
 
-from hiermae.encoders import build_encoder
+from hiermae.backbones.site_encoder import SiteEncoder
+from hiermae.backbones.swin import SwinEncoder
+from hiermae.encoders import build_encoder, encoder_family
 from hiermae.masks import RandomMask
 from hiermae.plans import to_device
 from hiermae.registry import MASK_GENERATORS
@@ -92,9 +94,10 @@ def main() -> None:
     torch.backends.cudnn.allow_tf32 = False
     results = []
     for name in args.backbones.split(","):
-        ratios = (0.6, 0.75, 0.9) if name.startswith(("resnet", "convnext")) else (0.0,)
+        family = encoder_family(name)
+        ratios = (0.6, 0.75, 0.9) if issubclass(family, SiteEncoder) else (0.0,)  # CNNs: equal under masks
         results += [check(name, args.input, args.batch, ratio, args.device) for ratio in ratios]
-        if name.startswith("swin"):
+        if family is SwinEncoder:
             results += [check_swin_against_cpu(name, args.input, args.batch, mask, args.device)
                         for mask in ("random", "batch_shared")]  # fmt: skip
     print(f"{sum(results)} passed, {len(results) - sum(results)} failed")

@@ -28,10 +28,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import timm
 import torch
 import torch.nn.functional as F
 
+from hiermae.encoders import encoder_family
 from hiermae.pretrainer import build_pretrainer
 from hiermae.resources import step_peak_rss_bytes
 
@@ -102,8 +102,8 @@ def pretrainer_case(args: argparse.Namespace, backbone: str, sparse: bool, batch
 def timm_case(args: argparse.Namespace, backbone: str, batch: int, scope: str, compiled: bool) -> Case:
     """timm's model with nothing masked: features (encoder scope) or a supervised classification step."""
     torch.manual_seed(0)
-    kwargs = {"img_size": args.input} if backbone.startswith(("swin", "vit")) else {}
-    model = timm.create_model(backbone, pretrained=False, num_classes=1000, **kwargs).to(args.device).train()
+    model = encoder_family(backbone).create_timm_model(backbone, args.input, num_classes=1000)
+    model = model.to(args.device).train()
     images = torch.randn(batch, 3, args.input, args.input, device=args.device)
     labels = torch.randint(0, 1000, (batch,), device=args.device)
     forward = model.forward_features if scope == "encoder" else model
