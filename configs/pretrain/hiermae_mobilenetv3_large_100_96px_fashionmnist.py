@@ -9,31 +9,6 @@
 # - lr = base_lr × batch / 256 (the linear scaling MAE and SparK use), base_lr the same as the other families'
 #   (see the ResNet recipe);
 # - linear warm-up over the first 10 % of iterations (warmup_fraction), then cosine decay.
-_base_ = [
-    "_base_/default_runtime.py",
-    "_base_/fashion_mnist.py",
-    "_base_/adamw_cosine.py",
-]
+_base_ = ["_base_/recipe_96px_fashionmnist.py"]
 
-image_size = 96
-batch_size = 32
-base_lr = 1.2e-2
-warmup_fraction = 0.1
-model = dict(
-    backbone="mobilenetv3_large_100",
-    input_size=image_size,
-    mask=dict(type="random", mask_ratio=0.6),
-    decoder=dict(_delete_=True, type="unet", width=256),
-    target=dict(type="norm_pixels"),
-    loss=dict(type="mse"),
-)
-train_dataloader = dict(batch_size=batch_size, dataset=dict(image_size=image_size))
-optim_wrapper = dict(optimizer=dict(lr=base_lr, betas=(0.9, 0.95), weight_decay=0.04))
-auto_scale_lr = dict(base_batch_size=256, enable=True)
-max_iters = 1000
-warmup_iters = int(warmup_fraction * max_iters)
-train_cfg = dict(max_iters=max_iters)
-param_scheduler = [
-    dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=warmup_iters),
-    dict(type="CosineAnnealingLR", by_epoch=False, begin=warmup_iters, end=max_iters, eta_min=1e-5),
-]
+model = dict(backbone="mobilenetv3_large_100")
