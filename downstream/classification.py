@@ -176,6 +176,7 @@ def evaluate(
     linear_epochs: int = 30,
     recipe: FineTuneRecipe | None = None,
     seed: int = 0,
+    trust: bool = False,
 ) -> dict[str, float]:
     """Top-1 accuracy per protocol (`knn`, `linear`, `finetune`) on Fashion-MNIST of a checkpoint's encoder, or of
     random init of `backbone`.
@@ -183,14 +184,15 @@ def evaluate(
     Training data: the first `train_limit` training images, or (`labelled=N`) a fixed stratified N of them;
     scored on the first `test_limit` test images, or (`evaluate_on='validation'`) on other training images.
     Fine-tuning follows `recipe` (default `FineTuneRecipe()`), whose `amp` also sets the precision of the probes'
-    feature passes; the fine-tuning curve is written to `<work_dir>/finetune/curve.json`.
+    feature passes; the fine-tuning curve is written to `<work_dir>/finetune/curve.json`. `trust` unpickles the
+    checkpoint in full (`--trust-checkpoint`).
     """
     unknown = set(protocols) - set(PROTOCOLS)
     if unknown:
         raise ValueError(f"unknown protocols {sorted(unknown)}; valid: {', '.join(PROTOCOLS)}")
     recipe = recipe or FineTuneRecipe()
     torch.manual_seed(seed)
-    loaded = load_backbone(checkpoint, backbone, input_size)
+    loaded = load_backbone(checkpoint, backbone, input_size, trust=trust)
     data = fashion_mnist_data(
         recipe.crop_scale, labelled=labelled, evaluate_on=evaluate_on, train_limit=train_limit,
         test_limit=test_limit,
@@ -203,7 +205,7 @@ def evaluate(
     if "finetune" in protocols:
         result = finetune(
             checkpoint, data, recipe=recipe, backbone=loaded.name, input_size=loaded.input_size,
-            work_dir=Path(work_dir) / "finetune", seed=seed,
+            work_dir=Path(work_dir) / "finetune", seed=seed, trust=trust,
         )  # fmt: skip
         results["finetune"] = result.top1
     return results

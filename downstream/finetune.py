@@ -148,12 +148,15 @@ class ImageClassifier(BaseModel):
         input_size: int | None = None,
         drop_path_rate: float = 0.0,
         label_smoothing: float = 0.0,
+        trust_checkpoint: bool = False,
         data_preprocessor: dict | None = None,
         init_cfg: dict | None = None,
     ) -> None:
         preprocessor = data_preprocessor or dict(type="ImgDataPreprocessor", **FASHION_MNIST_NORMALIZATION)
         super().__init__(data_preprocessor=preprocessor, init_cfg=init_cfg)
-        loaded = load_backbone(checkpoint, backbone, input_size, num_classes, drop_path_rate=drop_path_rate)
+        loaded = load_backbone(
+            checkpoint, backbone, input_size, num_classes, trust=trust_checkpoint, drop_path_rate=drop_path_rate
+        )
         self.network = loaded.model
         # The weights are loaded (or timm initialised them): mmengine's Runner calls `init_weights()` of every child
         # that has one, and timm's ResNet / ViT / Swin would re-initialise themselves.
@@ -223,6 +226,7 @@ def runner_config(
     work_dir: str | Path,
     seed: int = 0,
     save_checkpoint: bool = False,
+    trust: bool = False,
 ) -> Config:
     """The mmengine config of one fine-tuning run (the keys the `configs/finetune/` files set). The backbone and
     input size default to those the checkpoint names (random init: `backbone` is required, 64 px by default)."""
@@ -231,7 +235,7 @@ def runner_config(
             raise ValueError("fine-tuning needs a checkpoint, or a backbone name for random init")
         name, input_size = backbone, input_size or DEFAULT_INPUT_SIZE
     else:
-        weights = read_encoder_weights(checkpoint, backbone)
+        weights = read_encoder_weights(checkpoint, backbone, trust=trust)
         name, input_size = weights.backbone, input_size or weights.input_size
     epochs, warmup = recipe.epochs, recipe.warmup_epochs
     val_interval = recipe.val_interval or epochs
@@ -254,6 +258,7 @@ def runner_config(
                 input_size=input_size,
                 drop_path_rate=recipe.drop_path,
                 label_smoothing=recipe.label_smoothing,
+                trust_checkpoint=trust,
                 data_preprocessor=dict(type="ImgDataPreprocessor", **data.normalization),
             ),
             train_dataloader=dict(
@@ -324,10 +329,12 @@ def finetune(
     work_dir: str | Path,
     seed: int = 0,
     save_checkpoint: bool = False,
+    trust: bool = False,
 ) -> FineTuneResult:
-    """Fine-tune `checkpoint` (or random init of `backbone`) on `data` with `recipe`; see `runner_config`."""
+    """Fine-tune `checkpoint` (or random init of `backbone`) on `data` with `recipe`; see `runner_config` (`trust`:
+    unpickle the checkpoint in full, `--trust-checkpoint`)."""
     cfg = runner_config(
         recipe, data, backbone=backbone, checkpoint=checkpoint, input_size=input_size, work_dir=work_dir, seed=seed,
-        save_checkpoint=save_checkpoint,
+        save_checkpoint=save_checkpoint, trust=trust,
     )  # fmt: skip
     return run_finetuning(cfg)

@@ -30,6 +30,7 @@ def load_backbone(
     backbone: str | None = None,
     input_size: int | None = None,
     num_classes: int = 0,
+    trust: bool = False,
     **timm_kwargs: Any,
 ) -> LoadedBackbone:
     """timm `backbone` with `num_classes` outputs (0: pooled features), strict-loaded from `checkpoint` except
@@ -38,13 +39,14 @@ def load_backbone(
     The checkpoint may be a pretraining checkpoint or a timm export; it names its backbone and size unless given.
     Size-dependent tables (Swin, ViT) are resized to `input_size`. The model is the family's classifier
     (`classifier_options`, e.g. ViT pooling its patch tokens); `timm_kwargs` (e.g. `drop_path_rate`) go to timm.
+    The file is read as data; `trust` unpickles it in full (`--trust-checkpoint`, for older files of a trusted origin).
     """
     if checkpoint is None:
         if not backbone:
             raise ValueError("random init needs a backbone name")
         size = input_size or DEFAULT_INPUT_SIZE
         return LoadedBackbone(classifier(backbone, size, num_classes, timm_kwargs), backbone, size, None)
-    weights = read_encoder_weights(checkpoint, backbone)
+    weights = read_encoder_weights(checkpoint, backbone, trust=trust)
     size = input_size or weights.input_size
     model = classifier(weights.backbone, size, num_classes, timm_kwargs)
     state_dict, _ = fit_to_target(weights.state_dict, model)

@@ -21,6 +21,7 @@ from hiermae.checkpoint import check_checkpoint_fits, configure_checkpoint_io
 from hiermae.checkpoint_keys import CheckpointError
 from hiermae.downstream.checkpoints import read_encoder_weights
 from hiermae.downstream.export import export_checkpoint
+from hiermae.downstream.pretrained import load_backbone
 from hiermae.safe_checkpoint import TrustedCheckpointWarning, UnsafeCheckpointError, load_checkpoint_file
 
 from checkpoint_files import RunsCode, write_pretraining_checkpoint
@@ -64,6 +65,7 @@ READERS = {
     "load_checkpoint_file": lambda path, out: load_checkpoint_file(path),
     "export": lambda path, out: export_checkpoint(path, "timm", out),
     "evaluate (read_encoder_weights)": lambda path, out: read_encoder_weights(path),
+    "fine-tune / probe (load_backbone)": lambda path, out: load_backbone(path),
     "visualize": visualize,
     "mmengine loader (resume, load_from, init_cfg)": mmengine_loader,
     "resume / load_from fit check": resume_check,
@@ -84,6 +86,18 @@ def test_the_export_tool_exits_2_naming_the_file_and_the_flag(malicious, tmp_pat
         export_cli(path, tmp_path / "out.pth")
     assert exit_info.value.code == 2 and f"{path} is refused" in capsys.readouterr().err
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["evaluate", "finetune"])
+def test_the_evaluation_tools_exit_2_and_take_the_trust_flag(malicious, tmp_path, capsys, name):
+    path, marker = malicious
+    with pytest.raises(SystemExit) as exit_info:
+        tool(name).main([str(path), "--work-dir", str(tmp_path / "work")])
+    assert exit_info.value.code == 2 and f"{path} is refused" in capsys.readouterr().err and not marker.exists()
+    assert tool(name).parse_args([str(path), "--trust-checkpoint"]).trust_checkpoint
+    with pytest.warns(TrustedCheckpointWarning):
+        load_backbone(path, trust=True)  # what the flag passes down: the payload runs
+    assert marker.exists()
 
 
 def test_the_payload_is_live_and_runs_only_when_trusted(malicious, tmp_path):

@@ -40,6 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-dir", default="work_dirs/evaluate", help="where the runners write their logs")
     parser.add_argument("--seed", type=random_seed, default=0, help="random seed (random init, data order)")
     parser.add_argument("--json", help="also write {protocol: top-1} to this file")
+    parser.add_argument(
+        "--trust-checkpoint", action="store_true", help="unpickle CHECKPOINT in full (files of a trusted origin only)"
+    )
     return parser.parse_args(argv)
 
 
@@ -76,6 +79,7 @@ def run_evaluation(args: argparse.Namespace) -> dict[str, float]:
             epochs=args.finetune_epochs, warmup_epochs=args.finetune_epochs // 10, batch_size=args.batch_size
         ),
         seed=args.seed,
+        trust=args.trust_checkpoint,
     )
 
 

@@ -65,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-dir", default="work_dirs/finetune", help="logs, curve.json and the classifier")
     parser.add_argument("--seed", type=random_seed, default=0, help="random seed (random init, data order, crops)")
     parser.add_argument("--json", help="also write {top1, curve, backbone, input_size, recipe} to this file")
+    parser.add_argument(
+        "--trust-checkpoint", action="store_true", help="unpickle CHECKPOINT in full (files of a trusted origin only)"
+    )
     return parser.parse_args(argv)
 
 
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         result = finetune(
             args.checkpoint, data, recipe=recipe, backbone=args.backbone, input_size=args.input_size,
             work_dir=args.work_dir,
-            seed=args.seed, save_checkpoint=True,
+            seed=args.seed, save_checkpoint=True, trust=args.trust_checkpoint,
         )  # fmt: skip
     except (CheckpointError, FileNotFoundError, ValueError) as error:
         print(f"finetune failed: {error}", file=sys.stderr)
