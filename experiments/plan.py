@@ -22,6 +22,7 @@ FAMILY_RECIPES = {  # each family's pretraining recipe; the config comments give
     "convnext": "configs/pretrain/hiermae_convnext_atto_96px_fashionmnist.py",
     "swin": "configs/pretrain/hiermae_swin_tiny_96px_fashionmnist.py",
     "vit": "configs/pretrain/mae_vit_tiny_96px_fashionmnist.py",
+    "efficient_cnn": "configs/pretrain/hiermae_mobilenetv3_large_100_96px_fashionmnist.py",
 }
 DECODERS = {  # the decoder variants an ablation may pick, as config dicts
     "unet": dict(type="unet", width=256),
