@@ -7,6 +7,11 @@ setup(
     version="0.1.0",
     description="Masked image modeling pretraining for hierarchical and convolutional backbones",
     python_requires=">=3.11",
-    packages=["hiermae", "hiermae.sparse", "hiermae.backbones", "hiermae.downstream"],
+    packages=[
+        "hiermae",
+        *(f"hiermae.{layer}" for layer in ("utils", "masking", "sparse", "data", "model", "checkpoints", "engine")),
+        "hiermae.backbones",
+        "hiermae.downstream",
+    ],
     package_dir={"hiermae.backbones": "backbones", "hiermae.downstream": "downstream"},
 )

@@ -8,9 +8,7 @@ import torch
 from torch import nn
 
 from hiermae.backbones.family import FamilyDescriptor, check_descriptor
-from hiermae.input_checks import check_every_sample_sees, check_images, check_visible
-from hiermae.masks import check_divisible
-from hiermae.plans import to_device
+from hiermae.masking import check_divisible, check_every_sample_sees, check_images, check_visible, to_device
 
 
 class Planner(Protocol):

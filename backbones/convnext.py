@@ -5,11 +5,10 @@ import torch
 from timm.models.convnext import ConvNeXtBlock
 from torch import nn
 
-from hiermae.backbones.family import MMBackbone, timm_features_backbone
-from hiermae.backbones.lr_layers import staged_block_id, unknown_parameter
+from hiermae.backbones.family import MMBackbone, staged_block_id, timm_features_backbone, unknown_parameter
 from hiermae.backbones.site_encoder import SiteEncoder
-from hiermae.registry import ENCODERS
 from hiermae.sparse import Engine, FeatureMap
+from hiermae.utils import ENCODERS
 
 
 @ENCODERS.register_module()

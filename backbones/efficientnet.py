@@ -11,11 +11,10 @@ from timm.layers import BatchNormAct2d
 from timm.models._efficientnet_blocks import ConvBnAct, DepthwiseSeparableConv, InvertedResidual, SqueezeExcite
 from torch import nn
 
-from hiermae.backbones.family import MMBackbone, timm_features_backbone
-from hiermae.backbones.lr_layers import nested_block_id, unknown_parameter
+from hiermae.backbones.family import MMBackbone, nested_block_id, timm_features_backbone, unknown_parameter
 from hiermae.backbones.site_encoder import SiteEncoder
-from hiermae.registry import ENCODERS
 from hiermae.sparse import Engine, FeatureMap
+from hiermae.utils import ENCODERS
 
 Block = ConvBnAct | DepthwiseSeparableConv | InvertedResidual
 

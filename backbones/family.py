@@ -1,13 +1,13 @@
 """What downstream use needs to know of a backbone family, declared once on its adapter class.
 
 Export, probing, fine-tuning and the detection / segmentation backbones read a family only through these class
-attributes and classmethods (reached by `hiermae.encoders.encoder_family(name)`), so adding a family is one module
-in `backbones/` and nothing in `downstream/` or `tools/`. `check_descriptor` runs when a family class is defined:
+attributes and classmethods (reached by `hiermae.backbones.encoder_family(name)`), so adding a family is one module in
+`backbones/` and nothing in `downstream/` or `tools/`. `check_descriptor` runs when a family class is defined:
 a family that leaves out a field fails at import, with the field's name.
 """
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -66,7 +66,7 @@ class FamilyDescriptor:
     - `sized_by_input`: timm builds the model for one image size (Swin windows, ViT positions), passed as `img_size`.
     - `classifier_options`: timm options of the classifier that probing and fine-tuning build on the weights.
     - `finetune_layer_decay`: the layer-wise lr decay rate for fine-tuning pretrained weights (source in the family's
-      module); `lr_layer_count` / `lr_layer_id` number its parameters by depth (`backbones/lr_layers.py`).
+      module); `lr_layer_count` / `lr_layer_id` number its parameters by depth (the helpers at the end of this module).
     - `pooled_features`: the global average of the last stage map, for kNN and linear probes.
     - `mm_backbone` / `mm_state_dict`: the mmdet / mmseg backbone and the key map of its export (none by default).
     """
@@ -154,3 +154,41 @@ def check_descriptor(family: type[FamilyDescriptor]) -> None:
         raise TypeError(f"backbone family {family.__name__} does not set {', '.join(unset)} (see backbones/family.py)")
     if not 0.0 < family.finetune_layer_decay <= 1.0:
         raise TypeError(f"{family.__name__}.finetune_layer_decay must be in (0, 1], got {family.finetune_layer_decay}")
+
+
+# Layer ids for layer-wise learning-rate decay, used by the families' `lr_layer_id` classmethods.
+# Each family numbers the parameters of its timm model by depth: 0 for the stem or embedding, 1..N through the
+# stages or blocks (N = `lr_layer_count`), N + 1 for what follows the last block (final norm, classifier head).
+# Fine-tuning scales a parameter's learning rate by rate ** (N + 1 - id), so the head learns at the full rate and
+# the stem at the smallest (BEiT, Bao et al. 2022; MAE, He et al. 2022).
+
+
+def numbered(name: str, prefix: str) -> int | None:
+    """The number right after `prefix` in a parameter name (`numbered("layer3.0.conv1.weight", "layer")` is 3),
+    or None when the name does not start that way."""
+    match = re.match(rf"{re.escape(prefix)}(\d+)\.", name)
+    return None if match is None else int(match[1])
+
+
+def staged_block_id(name: str, stages: str, depths: Sequence[int]) -> int | None:
+    """Id of a parameter under `<stages>.<i>.blocks.<j>.`: one more than the blocks before it. Other parameters of
+    stage i (its downsampling layer) share the id of the stage's first block. None outside the stages."""
+    match = re.match(rf"{re.escape(stages)}\.(\d+)\.(?:blocks\.(\d+)\.)?", name)
+    if match is None:
+        return None
+    stage, block = int(match[1]), int(match[2] or 0)
+    return 1 + sum(depths[:stage]) + block
+
+
+def nested_block_id(name: str, stages: str, depths: Sequence[int]) -> int | None:
+    """Id of a parameter of block j of stage i held as nested sequences, `<stages>.<i>.<j>.`: one more than the
+    blocks before it. None outside the stages."""
+    match = re.match(rf"{re.escape(stages)}\.(\d+)\.(\d+)\.", name)
+    if match is None:
+        return None
+    return 1 + sum(depths[: int(match[1])]) + int(match[2])
+
+
+def unknown_parameter(family: str, name: str) -> ValueError:
+    """The error for a parameter a family's layer numbering does not place."""
+    return ValueError(f"{family}: no layer-wise lr decay id for parameter {name!r} (not a timm {family} parameter)")

@@ -5,11 +5,10 @@ import torch
 from timm.models.resnet import BasicBlock, Bottleneck
 from torch import nn
 
-from hiermae.backbones.family import MMBackbone
-from hiermae.backbones.lr_layers import numbered, unknown_parameter
+from hiermae.backbones.family import MMBackbone, numbered, unknown_parameter
 from hiermae.backbones.site_encoder import SiteEncoder
-from hiermae.registry import ENCODERS
 from hiermae.sparse import Engine, FeatureMap
+from hiermae.utils import ENCODERS
 
 MM_RESNET_DEPTHS = (18, 34, 50, 101, 152)
 

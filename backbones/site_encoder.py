@@ -7,9 +7,16 @@ from dataclasses import dataclass
 import torch
 
 from hiermae.backbones.base import MaskedEncoder
-from hiermae.sparse import Engine, MaskedDenseEngine, SparseEngine
-from hiermae.sparse.backends import BackendChoice, measured_backend
-from hiermae.sparse.sites import SitePlan, TableKey, build_site_plan
+from hiermae.sparse import (
+    BackendChoice,
+    Engine,
+    MaskedDenseEngine,
+    SitePlan,
+    SparseEngine,
+    TableKey,
+    build_site_plan,
+    measured_backend,
+)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,7 @@ from timm.layers import trunc_normal_
 from torch import nn
 
 from hiermae.backbones.base import MaskedEncoder, check_divisible, zero_masked
-from hiermae.backbones.family import MMBackbone
-from hiermae.backbones.lr_layers import staged_block_id, unknown_parameter
+from hiermae.backbones.family import MMBackbone, staged_block_id, unknown_parameter
 from hiermae.backbones.swin_mm import swin_mm_arch, swin_to_mm
 from hiermae.backbones.swin_sparse import (
     TokenSites,
@@ -21,8 +20,8 @@ from hiermae.backbones.swin_sparse import (
     sparse_block,
 )
 from hiermae.backbones.swin_windows import WindowGeometry, WindowPacking, bin_budget, pack_windows
-from hiermae.masks import MaskPyramid
-from hiermae.registry import ENCODERS
+from hiermae.masking import MaskPyramid
+from hiermae.utils import ENCODERS
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from timm.layers import trunc_normal_
 from torch import nn
 
 from hiermae.backbones.base import MaskedEncoder, zero_masked
-from hiermae.backbones.lr_layers import numbered, unknown_parameter
-from hiermae.masks import MaskPyramid
-from hiermae.registry import ENCODERS
+from hiermae.backbones.family import numbered, unknown_parameter
+from hiermae.masking import MaskPyramid
+from hiermae.utils import ENCODERS
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,12 @@ import sys
 
 import torch
 
+from hiermae.backbones.build import build_encoder, encoder_family
 from hiermae.backbones.site_encoder import SiteEncoder
 from hiermae.backbones.swin import SwinEncoder
-from hiermae.encoders import build_encoder, encoder_family
-from hiermae.masks import RandomMask
-from hiermae.plans import to_device
-from hiermae.registry import MASK_GENERATORS
+from hiermae.masking.masks import RandomMask
+from hiermae.masking.plans import to_device
+from hiermae.utils.registry import MASK_GENERATORS
 
 DEFAULT = "resnet50,convnext_tiny,convnextv2_atto,swin_tiny_patch4_window7_224,vit_small_patch16_224"
 

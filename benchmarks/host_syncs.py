@@ -2,7 +2,7 @@
 
     python benchmarks/host_syncs.py [--device cpu|cuda] [--backbones ...] [--batch 8] [--input 224] [--mask-ratio 0.75]
 
-Counted with `hiermae.sync_counter` (see its docstring for what counts as a sync and as a device op), per phase:
+Counted with `sync_counter` (see its docstring for what counts as a sync and as a device op), per phase:
 `plan (host)` (the encoder's planner on a CPU copy of the mask: in training this runs in a data-loader worker),
 `plan copy` (the plan's one non-blocking copy to the device), `forward`, `backward`. Three runs per backbone:
 - `dense reference, planned`: the masked-dense / mask-token model, given its (empty) plan as in training; on the
@@ -20,10 +20,11 @@ from unittest import mock
 
 import torch
 
-from hiermae.encoders import build_encoder
-from hiermae.masks import RandomMask
-from hiermae.plans import to_device
-from hiermae.sync_counter import Tally, counting
+from hiermae.backbones.build import build_encoder
+from hiermae.masking.masks import RandomMask
+from hiermae.masking.plans import to_device
+
+from sync_counter import Tally, counting
 
 PHASES = ("plan (host)", "plan copy", "forward", "backward")
 

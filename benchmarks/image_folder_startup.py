@@ -20,8 +20,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from hiermae.datasets import ImageFolder
-from hiermae.file_list import IMAGE_EXTENSIONS
+from hiermae.data.datasets import ImageFolder
+from hiermae.data.file_list import IMAGE_EXTENSIONS
 
 
 def make_folder(folder: Path, files: int, classes: int) -> None:

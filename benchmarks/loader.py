@@ -146,7 +146,7 @@ def loader_rate(folder: Path, workers: int, batches: int = 12, batch: int = 64) 
     """Images/s of a real DataLoader over `ImageFolder` with `workers` workers (after the workers start)."""
     from mmengine.dataset import pseudo_collate
 
-    from hiermae.datasets import ImageFolder
+    from hiermae.data.datasets import ImageFolder
 
     dataset = ImageFolder(str(folder), image_size=SIZE)
     sampler = torch.utils.data.RandomSampler(dataset, replacement=True, num_samples=batches * batch * 2)
@@ -219,7 +219,7 @@ def main() -> None:
           f"{torch.__version__}, torchvision {torchvision.__version__}, Pillow {Image.__version__}; load average "
           + " ".join(f"{load:.2f}" for load in os.getloadavg()))  # fmt: skip
 
-    from hiermae.datasets import ImageFolder
+    from hiermae.data.datasets import ImageFolder
 
     dataset = ImageFolder(str(folder), image_size=SIZE)
     order = {dataset.path(index): index for index in range(len(dataset))}

@@ -16,7 +16,7 @@ import time
 import torch
 from torch import nn
 
-from hiermae.masks import RandomMask
+from hiermae.masking.masks import RandomMask
 from hiermae.sparse.backends import CONV_BACKENDS, DEPTHWISE_BACKENDS
 from hiermae.sparse.sites import SitePyramid
 from hiermae.sparse.sparse_engine import run_same_conv

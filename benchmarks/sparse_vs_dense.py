@@ -11,7 +11,7 @@ For each backbone and mode, in training mode:
   CPU: how far one step raises the peak resident set (VmHWM, reset just before the step) above the resident set
   before it, each measured in a fresh subprocess after building the encoder and a small warm-up step, so the
   figure is the step's activations, gradients and workspace, not weights or library code;
-- FLOPs: forward multiply-adds counted by `hiermae.flops.count_flops` (fvcore plus handles for custom ops).
+- FLOPs: forward multiply-adds counted by `hiermae.model.flops.count_flops` (fvcore plus handles for custom ops).
 Works for every name `hiermae.build_encoder` accepts (ResNet, ConvNeXt, Swin, ViT).
 """
 
@@ -25,10 +25,10 @@ from collections.abc import Callable
 
 import torch
 
-from hiermae.encoders import build_encoder
-from hiermae.flops import count_flops
-from hiermae.masks import RandomMask
-from hiermae.resources import step_peak_rss_bytes
+from hiermae.backbones.build import build_encoder
+from hiermae.masking.masks import RandomMask
+from hiermae.model.flops import count_flops
+from hiermae.utils.resources import step_peak_rss_bytes
 
 
 def make_inputs(batch: int, size: int, ratio: float, device: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,7 +85,7 @@ def peak_memory_bytes(args: argparse.Namespace, name: str, sparse: bool) -> int:
 
 
 def memory_probe(args: argparse.Namespace) -> None:
-    """Subprocess body: print how far one full-size step raises the peak RSS (see `hiermae.resources`)."""
+    """Subprocess body: print how far one full-size step raises the peak RSS (see `hiermae.utils.resources`)."""
     torch.set_num_threads(args.threads or torch.get_num_threads())
     encoder = build_encoder(args.memory_probe, sparse=bool(args.sparse), input_size=args.input).train()
     train_step(encoder, *make_inputs(2, args.input, args.mask_ratio, "cpu"))  # warm-up: allocator, library code

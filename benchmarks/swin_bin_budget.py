@@ -16,7 +16,7 @@ import torch
 
 from hiermae.backbones.swin import SwinEncoder, SwinPlanner
 from hiermae.backbones.swin_windows import bin_budget
-from hiermae.registry import MASK_GENERATORS
+from hiermae.utils.registry import MASK_GENERATORS
 
 
 def rule_budget(tokens: int, packing_grid: tuple[int, int], padded: tuple[int, int], batch: int) -> int:

@@ -31,9 +31,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from hiermae.encoders import encoder_family
-from hiermae.pretrainer import build_pretrainer
-from hiermae.resources import step_peak_rss_bytes
+from hiermae.backbones.build import encoder_family
+from hiermae.model.pretrainer import build_pretrainer
+from hiermae.utils.resources import step_peak_rss_bytes
 
 MASKS_IN_RING = 4
 

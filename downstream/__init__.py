@@ -1,0 +1,1 @@
+"""Transfer: export, probing, fine-tuning, mmdet / mmseg backbones (each module an entry point of its own)."""

@@ -1,8 +1,8 @@
 """Read the encoder out of a pretraining checkpoint (or a plain timm state dict) and check it against timm.
 
 A pretraining checkpoint is an mmengine checkpoint of `MaskedPretrainer`: encoder weights live under
-`encoder.model.<timm name>`, and its stored model config (read as data, never run: `hiermae.literal_config`) names
-the backbone and input size. Files are read by `hiermae.safe_checkpoint`, so a checkpoint cannot run code.
+`encoder.model.<timm name>`, and its stored model config (read as data, never run: `hiermae.checkpoints.literal_config`)
+names the backbone and input size. Files are read by `hiermae.checkpoints.safe_load`, so a checkpoint cannot run code.
 """
 
 from dataclasses import dataclass
@@ -10,10 +10,8 @@ from pathlib import Path
 
 import torch
 
-from hiermae.checkpoint_keys import CheckpointError, key_mismatches
-from hiermae.encoders import encoder_family
-from hiermae.literal_config import model_config
-from hiermae.safe_checkpoint import load_checkpoint_file
+from hiermae.backbones import encoder_family
+from hiermae.checkpoints import CheckpointError, key_mismatches, load_checkpoint_file, model_config
 
 ENCODER_PREFIX = "encoder.model."
 DEFAULT_INPUT_SIZE = 224

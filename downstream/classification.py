@@ -18,10 +18,11 @@ from mmengine.runner import Runner
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from hiermae.backbones import encoder_family
 from hiermae.downstream.accuracy import predictions
-from hiermae.downstream.finetune import ClassificationData, FineTuneRecipe, fashion_mnist_data, finetune
+from hiermae.downstream.classification_data import ClassificationData, fashion_mnist_data
+from hiermae.downstream.finetune import FineTuneRecipe, finetune
 from hiermae.downstream.pretrained import LoadedBackbone, load_backbone
-from hiermae.encoders import encoder_family
 
 PROTOCOLS = ("knn", "linear", "finetune")
 
@@ -83,7 +84,7 @@ class LinearProbe(BaseModel):
 
 
 class FeatureDataset(Dataset):
-    """Precomputed features with their labels, in the dataset item layout of `hiermae.datasets`."""
+    """Precomputed features with their labels, in the dataset item layout of `hiermae.data.datasets`."""
 
     def __init__(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         self.features, self.labels = features, labels

@@ -28,14 +28,12 @@ from mmengine.registry import Registry
 from safetensors import SafetensorError
 from safetensors.torch import save_file as save_safetensors
 
-from hiermae.atomic_files import replace_atomically
-from hiermae.backbones.family import MMBackbone
-from hiermae.checkpoint_keys import CheckpointError, compact
-from hiermae.dependencies import require_mmdet, require_mmseg
+from hiermae.backbones import MMBackbone, encoder_family
+from hiermae.checkpoints import CheckpointError, compact
 from hiermae.downstream.checkpoints import EncoderWeights, create_timm_model, read_encoder_weights
 from hiermae.downstream.key_report import KeyReport, strict_load
 from hiermae.downstream.resize import fit_to_target
-from hiermae.encoders import encoder_family
+from hiermae.utils import replace_atomically, require_mmdet, require_mmseg
 
 FORMATS = ("timm", "mmdet", "mmseg")
 SAFETENSORS = ".safetensors"

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from hiermae.checkpoint_keys import CheckpointError, compact, key_mismatches
+from hiermae.checkpoints import CheckpointError, compact, key_mismatches
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Labelled images for fine-tuning and probing: Fashion-MNIST (whole splits or fixed stratified subsets) and a
 user's folder with one sub-folder per class, with the training augmentation (random-resized crop, flip).
 
-Items keep the layout of `hiermae.datasets`: `{'inputs': uint8 3×S×S, 'data_samples': {'index', 'label'}}`.
+Items keep the layout of `hiermae.data.datasets`: `{'inputs': uint8 3×S×S, 'data_samples': {'index', 'label'}}`.
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ from mmengine.registry import DATASETS
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from hiermae.datasets import FashionMNIST, ImageFolder
+from hiermae.data import FashionMNIST, ImageFolder
 
 SUBSETS = ("all", "labelled", "validation")
 
@@ -116,7 +116,7 @@ class LabelledFashionMNIST(Dataset):
 
 @DATASETS.register_module()
 class LabelledImageFolder(Dataset):
-    """A user's labelled images: one sub-folder per class under `root` (read by `hiermae.datasets.ImageFolder`,
+    """A user's labelled images: one sub-folder per class under `root` (read by `hiermae.data.datasets.ImageFolder`,
     which skips and counts unreadable files).
 
     `part='train'` / `'val'` split one folder into the rest and a stratified held-out `val_fraction` (fixed by

@@ -15,7 +15,7 @@ from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 from torch import nn
 
-from hiermae.encoders import encoder_family
+from hiermae.backbones import encoder_family
 
 
 def layer_decay_rate(backbone: str, pretrained: bool, rate: float | None = None) -> float:

@@ -1,6 +1,6 @@
 """Register hiermae's backbones in mmdet's model registry (`custom_imports` of the detection configs)."""
 
-from hiermae.dependencies import require_mmdet
+from hiermae.utils import require_mmdet
 
 require_mmdet()
 

@@ -1,6 +1,6 @@
 """Register hiermae's backbones in mmseg's model registry (`custom_imports` of the segmentation configs)."""
 
-from hiermae.dependencies import require_mmseg
+from hiermae.utils import require_mmseg
 
 require_mmseg()
 

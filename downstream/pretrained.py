@@ -7,10 +7,10 @@ from typing import Any
 
 from torch import nn
 
+from hiermae.backbones import encoder_family
 from hiermae.downstream.checkpoints import read_encoder_weights
 from hiermae.downstream.key_report import KeyReport, strict_load
 from hiermae.downstream.resize import fit_to_target
-from hiermae.encoders import encoder_family
 
 DEFAULT_INPUT_SIZE = 64  # the pretraining configs' Fashion-MNIST size
 

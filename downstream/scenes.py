@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from hiermae.dependencies import require_transfer_stack
+from hiermae.utils import require_transfer_stack
 
 require_transfer_stack("pycocotools", "skimage", purpose="the detection scenes")
 

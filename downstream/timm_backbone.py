@@ -11,11 +11,10 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from hiermae.backbones.family import TIMM_BACKBONE
-from hiermae.checkpoint_keys import CheckpointError
+from hiermae.backbones import TIMM_BACKBONE, encoder_family
+from hiermae.checkpoints import CheckpointError
 from hiermae.downstream.checkpoints import DEFAULT_INPUT_SIZE
 from hiermae.downstream.key_report import strict_load
-from hiermae.encoders import encoder_family
 
 STAGE_STRIDES = (4, 8, 16, 32)
 

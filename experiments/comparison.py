@@ -48,9 +48,9 @@ from experiments.runs import (
     run_steps,
     write_json,
 )
+from hiermae.backbones import encoder_family
 from hiermae.downstream.finetune import FineTuneRecipe
 from hiermae.downstream.layer_decay import layer_decay_rate
-from hiermae.encoders import encoder_family
 
 
 @dataclass(frozen=True)

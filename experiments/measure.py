@@ -8,7 +8,7 @@ images per second of the whole pretrainer's forward + backward (encoder, decoder
 step), the median of 7 timed steps after a warm-up, in wall-clock time and in this process's CPU time
 (the second is steadier when other jobs share the cores; both are recorded with the load average and every
 step's wall time, so a report can state the noise); peak memory is how far one step raises the resident set
-(`hiermae.resources`). FLOPs are per image, forward only (`hiermae.flops.pretraining_flops`).
+(`hiermae.utils.resources`). FLOPs are per image, forward only (`hiermae.model.flops.pretraining_flops`).
 """
 
 import argparse
@@ -20,10 +20,8 @@ from pathlib import Path
 
 import torch
 
-from hiermae.atomic_files import write_json
-from hiermae.flops import pretraining_flops
-from hiermae.pretrainer import MaskedPretrainer, build_pretrainer
-from hiermae.resources import step_peak_rss_bytes
+from hiermae.model import MaskedPretrainer, build_pretrainer, pretraining_flops
+from hiermae.utils import step_peak_rss_bytes, write_json
 
 DECODER = dict(type="unet", width=256)  # the shared recipe's decoder; family recipes pass theirs
 

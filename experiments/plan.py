@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mmengine.config import Config
 
-from hiermae.encoders import encoder_family
+from hiermae.backbones import encoder_family
 
 ROOT = Path(__file__).resolve().parents[1]  # the source checkout: configs/ and tools/ are read from it
 PRETRAIN_BASES = ("default_runtime.py", "fashion_mnist.py", "adamw_cosine.py")

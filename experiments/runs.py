@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from experiments.plan import ROOT, Pretraining
-from hiermae.atomic_files import write_json
 from hiermae.downstream.finetune import FineTuneRecipe
+from hiermae.utils import write_json
 
 CALIBRATION_ITERS = 25  # a short run of the real config; its first logged window (warm-up) is left out
 

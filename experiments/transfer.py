@@ -12,8 +12,8 @@ import argparse
 from pathlib import Path
 
 from experiments.runs import Evaluation
-from hiermae.atomic_files import write_json
 from hiermae.downstream.classification import evaluate
+from hiermae.utils import write_json
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,8 +12,8 @@ import torch
 from mmengine.logging import HistoryBuffer, MessageHub
 from mmengine.runner.checkpoint import _load_checkpoint
 
-from hiermae.checkpoint import use_safe_checkpoint_loader
-from hiermae.safe_checkpoint import UnsafeCheckpointError, load_checkpoint_file
+from hiermae.checkpoints.runner import use_safe_checkpoint_loader
+from hiermae.checkpoints.safe_load import UnsafeCheckpointError, load_checkpoint_file
 
 
 def runner_checkpoint(path):  # noqa: ANN001, ANN201
@@ -65,7 +65,7 @@ WRITER = textwrap.dedent(
     from pathlib import Path
     import torch
     from mmengine.runner.checkpoint import save_checkpoint
-    from hiermae.checkpoint import configure_checkpoint_io
+    from hiermae.checkpoints.runner import configure_checkpoint_io
 
     path = Path(sys.argv[1])
     if sys.argv[2] == "atomic":

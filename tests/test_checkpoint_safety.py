@@ -17,12 +17,12 @@ from mmengine.config import Config
 from mmengine.runner.checkpoint import _load_checkpoint
 
 import hiermae
-from hiermae.checkpoint import check_checkpoint_fits, configure_checkpoint_io
-from hiermae.checkpoint_keys import CheckpointError
+from hiermae.checkpoints.keys import CheckpointError
+from hiermae.checkpoints.runner import check_checkpoint_fits, configure_checkpoint_io
+from hiermae.checkpoints.safe_load import TrustedCheckpointWarning, UnsafeCheckpointError, load_checkpoint_file
 from hiermae.downstream.checkpoints import read_encoder_weights
 from hiermae.downstream.export import export_checkpoint
 from hiermae.downstream.pretrained import load_backbone
-from hiermae.safe_checkpoint import TrustedCheckpointWarning, UnsafeCheckpointError, load_checkpoint_file
 
 from checkpoint_files import RunsCode, write_pretraining_checkpoint
 from small_training import ROOT

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from hiermae.backbones.build import encoder_family
 from hiermae.downstream.accuracy import TopOneAccuracy
 from hiermae.downstream.checkpoints import CheckpointError, create_timm_model
 from hiermae.downstream.classification import (
@@ -18,7 +19,6 @@ from hiermae.downstream.classification import (
 )
 from hiermae.downstream.finetune import FineTuneRecipe
 from hiermae.downstream.pretrained import load_backbone
-from hiermae.encoders import encoder_family
 
 REPO = Path(__file__).parents[1]
 

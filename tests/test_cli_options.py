@@ -5,7 +5,7 @@ import importlib.util
 
 import pytest
 
-from hiermae.cli_options import image_size, number, positive_int, random_seed, ratio
+from hiermae.engine.cli_options import image_size, number, positive_int, random_seed, ratio
 
 from small_training import ROOT
 

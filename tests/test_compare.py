@@ -10,6 +10,7 @@ import pytest
 from mmengine.config import Config
 
 from experiments import comparison, plan
+from experiments.claims import verdict
 from experiments.comparison import (
     Settings,
     SettingsMismatchError,
@@ -19,7 +20,6 @@ from experiments.comparison import (
 )
 from experiments.plan import Pretraining, ablation_plan, comparison_plan, family_recipe, sweep_plan
 from experiments.recipes import summarize
-from experiments.report import verdict
 from experiments.results import Spread, random_init_tag
 from experiments.runs import (
     Evaluation,
@@ -35,7 +35,7 @@ from experiments.runs import (
     run_steps,
     training_log,
 )
-from hiermae.atomic_files import write_json
+from hiermae.utils.atomic_files import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,8 +4,9 @@ import pytest
 import timm
 import torch
 
-from hiermae.encoders import build_encoder
-from hiermae.equivalence import (
+from hiermae.backbones.build import build_encoder
+
+from equivalence import (
     compare_encoders,
     masked_pixel_sensitivity,
     paired_encoders,

@@ -9,9 +9,9 @@ from mmengine.dataset import pseudo_collate
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from hiermae.datasets import FashionMNIST, ImageFolder
-from hiermae.shards import ImageShards
-from hiermae.training import build_config
+from hiermae.data.datasets import FashionMNIST, ImageFolder
+from hiermae.data.shards import ImageShards
+from hiermae.engine.training import build_config
 
 PRETRAIN_CONFIGS = sorted((Path(__file__).parents[1] / "configs" / "pretrain").glob("*.py"))
 

@@ -3,8 +3,8 @@ import warnings
 import pytest
 import torch
 
-from hiermae.masks import MaskPyramid
-from hiermae.registry import DECODERS, build_part
+from hiermae.masking.masks import MaskPyramid
+from hiermae.utils.registry import DECODERS, build_part
 
 FOUR_LEVELS = dict(in_channels=[16, 32, 64, 128], in_strides=[4, 8, 16, 32])
 ONE_LEVEL = dict(in_channels=[48], in_strides=[16])
@@ -45,7 +45,7 @@ def test_level_count_and_order_are_checked():
 
 
 def test_a_context_free_decoder_behind_a_sparse_encoder_warns_that_the_encoder_cannot_learn():
-    from hiermae.pretrainer import build_pretrainer
+    from hiermae.model.pretrainer import build_pretrainer
 
     with pytest.warns(UserWarning, match="encoder gets no gradient"):
         model = build_pretrainer("resnet18", sparse=True, input_size=64, decoder=dict(type="linear"))

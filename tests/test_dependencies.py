@@ -4,8 +4,8 @@ import sys
 import pytest
 from mmengine.config import Config
 
-from hiermae.dependencies import MissingDependencyError, is_installed, require_mmdet, require_transfer_stack
 from hiermae.downstream.export import registry_for
+from hiermae.utils.dependencies import MissingDependencyError, is_installed, require_mmdet, require_transfer_stack
 
 
 def test_is_installed_finds_modules_without_importing_them():

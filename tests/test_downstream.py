@@ -10,11 +10,11 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from hiermae.backbones.build import build_encoder
 from hiermae.downstream.checkpoints import CheckpointError
 from hiermae.downstream.export import export_checkpoint, registry_for
 from hiermae.downstream.scenes import generate_scenes
 from hiermae.downstream.timm_backbone import TimmBackbone
-from hiermae.encoders import build_encoder
 
 REPO = Path(__file__).parents[1]
 CONFIGS = sorted((REPO / "configs" / "downstream").glob("*.py"))

@@ -12,7 +12,7 @@ import timm
 import torch
 from PIL import Image
 
-from hiermae.safe_checkpoint import load_checkpoint_file
+from hiermae.checkpoints.safe_load import load_checkpoint_file
 
 from small_training import ROOT
 

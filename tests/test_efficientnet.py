@@ -5,10 +5,11 @@ import pytest
 import timm
 import torch
 
-from hiermae.encoders import build_encoder
-from hiermae.equivalence import compare_encoders, masked_pixel_sensitivity, paired_encoders, visible_units
+from hiermae.backbones.build import build_encoder
 from hiermae.sparse import FeatureMap, MaskedDenseEngine, SparseEngine
 from hiermae.sparse.sites import SitePyramid
+
+from equivalence import compare_encoders, masked_pixel_sensitivity, paired_encoders, visible_units
 
 SIZE, BATCH, TOLERANCE = 96, 2, 1e-4
 NAMES = ("mobilenetv3_large_100", "efficientnet_b0")

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from mmengine.config import ConfigDict
 
-from hiermae.checkpoint_keys import CheckpointError
+from hiermae.backbones.build import encoder_family
+from hiermae.checkpoints.keys import CheckpointError
 from hiermae.downstream.checkpoints import create_timm_model, read_encoder_weights
 from hiermae.downstream.export import ExportWriteError, OutputPathError, export_checkpoint, registry_for
-from hiermae.encoders import encoder_family
 
 from checkpoint_files import write_pretraining_checkpoint
 

@@ -11,15 +11,14 @@ from mmengine.optim import build_optim_wrapper
 from torch import nn
 
 from hiermae.backbones.base import MaskedEncoder
-from hiermae.backbones.family import REQUIRED_FIELDS, MMBackbone, timm_features_backbone
-from hiermae.backbones.lr_layers import numbered, unknown_parameter
+from hiermae.backbones.build import build_encoder, encoder_family
+from hiermae.backbones.family import REQUIRED_FIELDS, MMBackbone, numbered, timm_features_backbone, unknown_parameter
 from hiermae.downstream.classification import extract_features
 from hiermae.downstream.export import export_checkpoint
 from hiermae.downstream.finetune import ImageClassifier
 from hiermae.downstream.layer_decay import layer_decay_rate
 from hiermae.downstream.pretrained import load_backbone
-from hiermae.encoders import build_encoder, encoder_family
-from hiermae.registry import ENCODERS
+from hiermae.utils.registry import ENCODERS
 
 from checkpoint_files import write_pretraining_checkpoint
 

@@ -2,8 +2,8 @@ import os
 
 from PIL import Image
 
-from hiermae.datasets import ImageFolder
-from hiermae.file_list import list_images, walk
+from hiermae.data.datasets import ImageFolder
+from hiermae.data.file_list import list_images, walk
 
 
 def tiny_png(path):

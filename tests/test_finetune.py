@@ -13,13 +13,13 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from PIL import Image
 
+from hiermae.backbones.build import encoder_family
 from hiermae.downstream.checkpoints import create_timm_model
+from hiermae.downstream.classification_data import fashion_mnist_data, image_folder_data
 from hiermae.downstream.finetune import (
     FineTuneRecipe,
     ImageClassifier,
-    fashion_mnist_data,
     finetune,
-    image_folder_data,
     runner_config,
 )
 from hiermae.downstream.labelled_data import (
@@ -30,7 +30,6 @@ from hiermae.downstream.labelled_data import (
 )
 from hiermae.downstream.layer_decay import layer_decay_groups, layer_decay_rate
 from hiermae.downstream.pretrained import load_backbone
-from hiermae.encoders import encoder_family
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = {

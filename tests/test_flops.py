@@ -1,16 +1,17 @@
-"""hiermae.flops: fvcore's count plus handles for SDPA and ops that record their own work (spconv)."""
+"""hiermae.model.flops: fvcore's count plus handles for SDPA and ops that record their own work (spconv)."""
 
 import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hiermae.encoders import build_encoder
-from hiermae.equivalence import visible_units
-from hiermae.flop_recorder import record_flops
-from hiermae.flops import count_flops
+from hiermae.backbones.build import build_encoder
+from hiermae.model.flops import count_flops
 from hiermae.sparse.sites import SitePyramid
 from hiermae.sparse.spconv_conv import spconv_same_conv
+from hiermae.utils.flop_recorder import record_flops
+
+from equivalence import visible_units
 
 
 class Attention(nn.Module):

@@ -1,4 +1,4 @@
-"""Every mode and bit depth PIL opens arrives as the right 8-bit RGB pixels (rules in hiermae/images.py)."""
+"""Every mode and bit depth PIL opens arrives as the right 8-bit RGB pixels (rules in hiermae/data/images.py)."""
 
 import functools
 
@@ -8,7 +8,7 @@ import torch
 from PIL import ExifTags, Image
 from torchvision.transforms.v2 import functional as TF
 
-from hiermae.images import CropReader, random_resized_box, read_rgb, read_rgb_crop
+from hiermae.data.images import CropReader, random_resized_box, read_rgb, read_rgb_crop
 
 RAMP = np.arange(16, dtype=np.int64).reshape(4, 4)  # 16 distinct values per image
 

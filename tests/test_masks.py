@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from hiermae.masks import MaskPyramid, check_divisible, check_mask_ratio
-from hiermae.registry import MASK_GENERATORS, build_part
+from hiermae.masking.masks import MaskPyramid, check_divisible, check_mask_ratio
+from hiermae.utils.registry import MASK_GENERATORS, build_part
 
 GENERATORS = ["random", "blockwise", "uniform", "batch_shared"]
 

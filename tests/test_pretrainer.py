@@ -94,7 +94,7 @@ def test_runner_seeds_masks_by_iteration_and_index():
 
 
 def test_cpu_mixed_precision_wrapper_runs_the_forward_in_bfloat16():
-    from hiermae.amp import AutocastOptimWrapper
+    from hiermae.engine.amp import AutocastOptimWrapper
 
     model = hiermae.build_pretrainer("vit_tiny_patch16_224", input_size=64)
     wrapper = AutocastOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
@@ -110,7 +110,7 @@ def test_cpu_mixed_precision_wrapper_runs_the_forward_in_bfloat16():
 def test_preprocessor_flip_is_seeded_by_iteration_and_index():
     from mmengine.logging import MessageHub
 
-    from hiermae.preprocess import MIMDataPreprocessor
+    from hiermae.data.preprocess import MIMDataPreprocessor
 
     preprocessor = MIMDataPreprocessor(flip_prob=0.5, mean=[0.0] * 3, std=[1.0] * 3)
     images = [torch.arange(12.0).view(1, 2, 6).expand(3, 2, 6).clone() for _ in range(16)]

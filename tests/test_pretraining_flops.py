@@ -1,4 +1,4 @@
-"""hiermae.flops.pretraining_flops and tools/flops.py: per-image forward FLOPs of masked pretraining."""
+"""hiermae.model.flops.pretraining_flops and tools/flops.py: per-image forward FLOPs of masked pretraining."""
 
 import functools
 import importlib.util
@@ -9,14 +9,14 @@ import timm
 import torch
 from torch import nn
 
-from hiermae.flops import (
+from hiermae.model.flops import (
     PretrainingFlops,
     count_flops,
     dense_inference_flops,
     measure_pretraining_flops,
     pretraining_flops,
 )
-from hiermae.pretrainer import MaskedPretrainer, build_pretrainer
+from hiermae.model.pretrainer import MaskedPretrainer, build_pretrainer
 
 SIZE = 64  # a 2×2 grid of 32-px units: mask ratio 0.75 keeps one unit per image
 DECODERS = {"unet": {"type": "unet", "width": 32}, "transformer": {"type": "transformer", "width": 32, "depth": 1},

@@ -8,11 +8,11 @@ import torch
 from mmengine.config import Config
 
 import hiermae
-from hiermae.amp import AutocastOptimWrapper
-from hiermae.checkpoint import check_checkpoint_fits, check_run_checkpoint
-from hiermae.config_check import UnknownConfigKeyError, check_config_keys
+from hiermae.checkpoints.runner import check_checkpoint_fits, check_run_checkpoint
 from hiermae.downstream.checkpoints import CheckpointError
-from hiermae.training import build_config
+from hiermae.engine.amp import AutocastOptimWrapper
+from hiermae.engine.config_check import UnknownConfigKeyError, check_config_keys
+from hiermae.engine.training import build_config
 
 from small_training import CONFIG, ROOT, small_options, train_command
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hiermae.resume import (
+from hiermae.checkpoints.resume import (
     POINTER,
     NothingToResumeError,
     ResumeFallbackWarning,
@@ -17,8 +17,8 @@ from hiermae.resume import (
     read_pointer,
     write_pointer,
 )
-from hiermae.safe_checkpoint import load_checkpoint_file
-from hiermae.training import build_config
+from hiermae.checkpoints.safe_load import load_checkpoint_file
+from hiermae.engine.training import build_config
 
 from small_training import CONFIG, ROOT, small_options, train_command
 

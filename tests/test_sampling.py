@@ -9,10 +9,10 @@ from mmengine.logging import MessageHub
 from torch.utils.data import DataLoader
 
 import hiermae
-from hiermae.collate import MaskCollate, MaskedBatch
-from hiermae.datasets import FashionMNIST
-from hiermae.plans import tensor_leaves
-from hiermae.sampling import DrawnDataset, InfiniteIndexSampler, IterationBatchSampler
+from hiermae.data.collate import MaskCollate, MaskedBatch
+from hiermae.data.datasets import FashionMNIST
+from hiermae.data.sampling import DrawnDataset, InfiniteIndexSampler, IterationBatchSampler
+from hiermae.masking.plans import tensor_leaves
 
 from small_training import ROOT, small_options, train_command
 
@@ -33,7 +33,7 @@ def test_passes_are_permutations_that_follow_each_other_without_a_break() -> Non
 def test_ranks_take_disjoint_positions_that_together_cover_every_pass() -> None:
     shares = []
     for rank in range(3):
-        with mock.patch("hiermae.sampling.get_dist_info", return_value=(rank, 3)):
+        with mock.patch("hiermae.data.sampling.get_dist_info", return_value=(rank, 3)):
             shares.append(take(iter(InfiniteIndexSampler(range(12), seed=5)), 8))
     first_two_passes = [index for share in shares for index in share]
     assert sorted(first_two_passes) == sorted(list(range(12)) * 2)

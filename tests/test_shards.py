@@ -16,7 +16,7 @@ from mmengine.dataset import pseudo_collate
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from hiermae.shards import ImageShards, pack_folder
+from hiermae.data.shards import ImageShards, pack_folder
 
 COLOURS = {"ants": (200, 30, 30), "bees": (30, 200, 30), "cats": (30, 30, 200)}
 IMAGES_PER_CLASS = 7  # 21 images

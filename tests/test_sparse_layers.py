@@ -6,11 +6,12 @@ from timm.layers import LayerNorm2d
 from timm.layers.grn import GlobalResponseNorm
 from torch import nn
 
-from hiermae.equivalence import randomize_, relative_error
 from hiermae.sparse import FeatureMap, MaskedDenseEngine, SparseEngine
 from hiermae.sparse.backends import fixed_backend
 from hiermae.sparse.conv import scatter_dense
 from hiermae.sparse.sites import SitePyramid
+
+from equivalence import randomize_, relative_error
 
 BATCH, HEIGHT, WIDTH, UNIT = 2, 96, 64, 32
 TOLERANCE = 1e-4

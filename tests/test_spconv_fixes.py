@@ -3,11 +3,12 @@
 import torch
 from torch.nn import functional as F
 
-from hiermae.equivalence import relative_error, visible_units
 from hiermae.sparse.conv import dense_conv
 from hiermae.sparse.sites import SitePyramid
 from hiermae.sparse.spconv_conv import spconv_same_conv, subm_conv
 from hiermae.sparse.spconv_fixes import apply_spconv_fixes, spconv_indices
+
+from equivalence import relative_error, visible_units
 
 
 def layer_inputs(channels: int, stride: int = 4, seed: int = 0):

@@ -6,9 +6,9 @@ import torch
 from torch._dynamo.utils import counters
 
 import hiermae
-from hiermae.plans import tensor_leaves, to_device
-from hiermae.registry import MASK_GENERATORS
-from hiermae.sync_counter import counting
+from benchmarks.sync_counter import counting
+from hiermae.masking.plans import tensor_leaves, to_device
+from hiermae.utils.registry import MASK_GENERATORS
 
 SIZE, BATCH = 96, 4
 FAMILIES = ["resnet18", "convnext_atto", "swin_tiny_patch4_window7_224", "vit_tiny_patch16_224",
@@ -90,7 +90,7 @@ def test_compiled_pretraining_step_compiles_once_over_masks() -> None:
 
 
 def test_train_compile_option_compiles_the_pretrainer_and_other_models_through_mmengine() -> None:
-    from hiermae.training import build_config
+    from hiermae.engine.training import build_config
 
     pretraining = build_config("configs/pretrain/hiermae_resnet18_64px_fashionmnist.py", compile=True)
     assert pretraining.model.compile is True and not pretraining.get("compile")

@@ -7,10 +7,10 @@ import pytest
 import timm
 import torch
 
+from hiermae.backbones.build import build_encoder
 from hiermae.backbones.swin import SwinEncoder
-from hiermae.encoders import build_encoder
-from hiermae.masks import MaskPyramid
-from hiermae.registry import MASK_GENERATORS
+from hiermae.masking.masks import MaskPyramid
+from hiermae.utils.registry import MASK_GENERATORS
 
 TINY = "swin_tiny_patch4_window7_224"
 # a small Swin: window 4 at 128 px (grids 32, 16, 8, 4), and window 7 at 64 px (timm pads 16 -> 21 and 8 -> 14)

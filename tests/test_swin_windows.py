@@ -6,8 +6,8 @@ from timm.models.swin_transformer import SwinTransformerBlock, get_relative_posi
 
 from hiermae.backbones.swin import SwinEncoder
 from hiermae.backbones.swin_windows import WindowGeometry, pack_groups, pack_windows
-from hiermae.plans import tensor_leaves, to_device
-from hiermae.registry import MASK_GENERATORS
+from hiermae.masking.plans import tensor_leaves, to_device
+from hiermae.utils.registry import MASK_GENERATORS
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -115,7 +115,7 @@ def test_bias_by_matmul_equals_bias_by_gather_with_gradients():
     encoder = hiermae.build_encoder("swin_tiny_patch4_window7_224", input_size=224)
     block = encoder.model.layers[0].blocks[1]
     torch.nn.init.normal_(block.attn.relative_position_bias_table)
-    visible = hiermae.masks.RandomMask(0.75)(2, (7, 7), torch.arange(2))
+    visible = hiermae.masking.masks.RandomMask(0.75)(2, (7, 7), torch.arange(2))
     packing = encoder.planner("cpu")(visible)[0].packings[1]  # the shifted geometry of stage 1
     results = []
     for build, by_matmul in ((packed_bias_by_gather, False), (packed_bias_by_matmul, True)):

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from hiermae.registry import LOSSES, TARGETS, build_part
-from hiermae.units import from_units, to_units
+from hiermae.masking.units import from_units, to_units
+from hiermae.utils.registry import LOSSES, TARGETS, build_part
 
 
 def test_units_round_trip():

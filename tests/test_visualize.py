@@ -10,7 +10,7 @@ from PIL import Image
 
 import hiermae  # noqa: F401
 from hiermae.downstream.checkpoints import CheckpointError
-from hiermae.pretrainer import MaskedPretrainer
+from hiermae.model.pretrainer import MaskedPretrainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from visualize import load_pretrainer, visualize  # noqa: E402

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the harness (exp
 from experiments.comparison import Settings, report_so_far, run_comparison  # noqa: E402
 from experiments.plan import ABLATIONS, DECODERS, DEFAULT_BACKBONES, Pretraining, family_recipe  # noqa: E402
 from experiments.runs import Evaluation  # noqa: E402
+from hiermae.backbones import check_backbone_name  # noqa: E402
 from hiermae.downstream.finetune import FineTuneRecipe  # noqa: E402
-from hiermae.encoders import check_backbone_name  # noqa: E402
 
 SHARED_DEFAULTS = dict(mask_ratio=0.75, decoder="unet", target="norm_pixels")  # the shared bases' recipe
 

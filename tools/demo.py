@@ -8,9 +8,8 @@ import argparse
 from mmengine.config import DictAction
 
 import hiermae  # noqa: F401  (registers hiermae's models, datasets and hooks)
-from hiermae.checkpoint import configure_checkpoint_io
-from hiermae.hooks import ReconstructionHook, TrainingSummaryHook
-from hiermae.training import build_config, build_runner
+from hiermae.checkpoints import configure_checkpoint_io
+from hiermae.engine import ReconstructionHook, TrainingSummaryHook, build_config, build_runner
 
 
 def main() -> None:

@@ -15,11 +15,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from hiermae.atomic_files import write_json
-from hiermae.checkpoint_keys import CheckpointError
-from hiermae.cli_options import image_size, positive_int, random_seed
+from hiermae.checkpoints import CheckpointError
 from hiermae.downstream.classification import evaluate
 from hiermae.downstream.finetune import FineTuneRecipe
+from hiermae.engine import image_size, positive_int, random_seed
+from hiermae.utils import write_json
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

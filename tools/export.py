@@ -12,9 +12,9 @@ report on a mismatch) when the export cannot be made.
 import argparse
 import sys
 
-from hiermae.checkpoint_keys import CheckpointError
-from hiermae.cli_options import positive_int
+from hiermae.checkpoints import CheckpointError
 from hiermae.downstream.export import FORMATS, OutputPathError, export_checkpoint
+from hiermae.engine import positive_int
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -20,15 +20,14 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from hiermae.atomic_files import write_json
-from hiermae.checkpoint_keys import CheckpointError
-from hiermae.cli_options import image_size, number, positive_int, random_seed
+from hiermae.checkpoints import CheckpointError
+from hiermae.downstream.classification_data import fashion_mnist_data, image_folder_data
 from hiermae.downstream.finetune import (
     FineTuneRecipe,
-    fashion_mnist_data,
     finetune,
-    image_folder_data,
 )
+from hiermae.engine import image_size, number, positive_int, random_seed
+from hiermae.utils import write_json
 
 FASHION_MNIST = "fashion-mnist"
 CROP_SCALE = {FASHION_MNIST: (0.35, 1.0), "folder": (0.08, 1.0)}  # natural photos: the usual ImageNet range

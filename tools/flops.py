@@ -6,14 +6,14 @@
 For each backbone: encoder and decoder parameters, the dense encoder on a whole image (dense inference), and one
 pretraining forward (encoder on the masked image; decoder, target and loss) for hiermae (sparse=True) and the
 dense reference (sparse=False, SimMIM-style mask token), with ratios to dense inference. Multiply-adds counted by
-`hiermae.flops.pretraining_flops` (fvcore, 1 multiply-add = 1 FLOP); a training step is about 3x the forward.
+`hiermae.model.flops.pretraining_flops` (fvcore, 1 multiply-add = 1 FLOP); a training step is about 3x the forward.
 """
 
 import argparse
 import json
 
-from hiermae.cli_options import image_size, ratio
-from hiermae.flops import PretrainingFlops, pretraining_flops
+from hiermae.engine import image_size, ratio
+from hiermae.model import PretrainingFlops, pretraining_flops
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -6,8 +6,8 @@ python tools/make_scenes.py --out data/scenes [--mode stamps|shapes] [--train 20
 
 import argparse
 
-from hiermae.cli_options import number, positive_int, random_seed
 from hiermae.downstream.scenes import categories, generate_scenes
+from hiermae.engine import number, positive_int, random_seed
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from hiermae.shards import pack_folder
+from hiermae.data import pack_folder
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

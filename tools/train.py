@@ -10,8 +10,8 @@ import os
 from mmengine.config import DictAction
 
 import hiermae  # noqa: F401  (registers hiermae's models, datasets and hooks)
-from hiermae.checkpoint import check_run_checkpoint, configure_checkpoint_io
-from hiermae.training import build_config, build_runner, init_cpu_process_group
+from hiermae.checkpoints import check_run_checkpoint, configure_checkpoint_io
+from hiermae.engine import build_config, build_runner, init_cpu_process_group
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -17,16 +17,12 @@ from mmengine.dataset import pseudo_collate
 from mmengine.registry import MODELS
 
 import hiermae  # noqa: F401  (registers hiermae's models and datasets)
-from hiermae.checkpoint_keys import CheckpointError
-from hiermae.cli_options import positive_int, random_seed, ratio
-from hiermae.datasets import FashionMNIST, ImageFolder
+from hiermae.checkpoints import CheckpointError, load_checkpoint_file, model_config
+from hiermae.data import FashionMNIST, ImageFolder
 from hiermae.downstream.key_report import strict_load
-from hiermae.hooks import to_unit_range
-from hiermae.literal_config import model_config
-from hiermae.masks import check_mask_ratio
-from hiermae.pretrainer import MaskedPretrainer
-from hiermae.safe_checkpoint import load_checkpoint_file
-from hiermae.visualization import save_reconstruction_grid
+from hiermae.engine import positive_int, random_seed, ratio, save_reconstruction_grid, to_unit_range
+from hiermae.masking import check_mask_ratio
+from hiermae.model import MaskedPretrainer
 
 
 def load_pretrainer(path: str | Path, mask_ratio: float | None = None, *, trust: bool = False) -> MaskedPretrainer:

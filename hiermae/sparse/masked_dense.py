@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hiermae.masks import MaskPyramid
+from hiermae.masking import MaskPyramid
 from hiermae.sparse.engine import Engine, FeatureMap, conv_hyperparameters
 from hiermae.sparse.norm import masked_batch_norm
 

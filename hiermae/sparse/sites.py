@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from hiermae.masks import MaskPyramid
+from hiermae.masking import MaskPyramid
 
 TableKey = tuple[int, str, int]  # (stride, table name, parameter): e.g. (8, "tiles", 1), (4, "neighbours", 3)
 

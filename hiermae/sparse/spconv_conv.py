@@ -5,9 +5,9 @@ import functools
 
 import torch
 
-from hiermae.flop_recorder import record_flops
 from hiermae.sparse.sites import Sites
 from hiermae.sparse.spconv_fixes import apply_spconv_fixes, spconv_indices
+from hiermae.utils import record_flops
 
 
 def spconv_same_conv(x: torch.Tensor, sites: Sites, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

@@ -7,7 +7,7 @@ train_dataloader = dict(
     num_workers=8,
     persistent_workers=True,
     # endless shuffled passes with no restart between them; each batch knows its iteration, so the workers draw
-    # its masks and sparse plans (hiermae.sampling, hiermae.collate) and a resumed run continues the same order
+    # its masks and sparse plans (hiermae.data: sampling, collate) and a resumed run continues the same order
     sampler=dict(type="InfiniteIndexSampler", shuffle=True),
     batch_sampler=dict(type="IterationBatchSampler"),
     collate_fn=dict(type="pseudo_collate"),

@@ -24,7 +24,7 @@ from mmengine.logging import HistoryBuffer
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file as load_safetensors
 
-from hiermae.checkpoint_keys import CheckpointError
+from hiermae.checkpoints.keys import CheckpointError
 
 TRUST_OPTION = "--trust-checkpoint"
 HISTORY_STATISTICS = ("min", "max", "current", "mean")  # the methods a pickled HistoryBuffer refers to

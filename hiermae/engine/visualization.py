@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from hiermae.masks import MaskPyramid
+from hiermae.masking import MaskPyramid
 
 
 def reconstruction_grid(

@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from hiermae.registry import LOSSES
+from hiermae.utils import LOSSES
 
 
 class MaskedUnitLoss(torch.nn.Module):

@@ -3,7 +3,7 @@
 `MaskPlanner` draws a batch's mask on the CPU from per-sample seeds and builds the encoder's plan for it; the
 pretrainer then sends mask and plan to the device in one non-blocking copy, so the training step neither plans
 nor waits for the host. `MaskCollate` runs it in the workers, for batches whose samples carry the training
-iteration (`hiermae.sampling`): the seeds are those `MaskedPretrainer` would draw itself, so a batch gets the
+iteration (`hiermae.data.sampling`): the seeds are those `MaskedPretrainer` would draw itself, so a batch gets the
 same mask wherever it is drawn, and a resumed run draws the masks of the uninterrupted one.
 """
 
@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from mmengine.dataset import pseudo_collate
 
-from hiermae.backbones.base import Planner
-from hiermae.input_checks import check_every_sample_sees
-from hiermae.masks import MaskGenerator
-from hiermae.seeding import mix_seed
+from hiermae.backbones import Planner
+from hiermae.masking import check_every_sample_sees
+from hiermae.masking import MaskGenerator
+from hiermae.utils import mix_seed
 
 CALIBRATION_BATCHES = 16  # example masks a planner's static budgets are measured on (see SwinPlanner.calibrated)
 
@@ -70,7 +70,7 @@ def iteration_seeds(base_seed: int, iterations: Sequence[int], indices: Sequence
 class MaskCollate:
     """mmengine's `pseudo_collate`, plus `data_samples['masked']`: the batch's `MaskedBatch`, drawn here.
 
-    Samples must carry `data_samples['index']` and `['iteration']` (`hiermae.sampling.IterationBatchSampler`
+    Samples must carry `data_samples['index']` and `['iteration']` (`hiermae.data.sampling.IterationBatchSampler`
     tags them); batches without an iteration pass through unchanged and the model draws their mask itself.
     """
 

@@ -11,7 +11,7 @@ inside a backbone and not a run that trains on nothing.
 
 import torch
 
-from hiermae.masks import MaskGenerator, check_divisible
+from hiermae.masking.masks import MaskGenerator, check_divisible
 
 CHANNELS = 3  # the timm backbones are built with RGB stems
 

@@ -14,7 +14,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
-from hiermae.atomic_files import write_bytes_atomically
+from hiermae.utils import write_bytes_atomically
 
 POINTER = "last_checkpoint"
 CHECKPOINT_NAME = re.compile(r"(?:iter|epoch)_(\d+)\.pth")

@@ -10,8 +10,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from hiermae.registry import TARGETS
-from hiermae.units import from_units, to_units
+from hiermae.masking import from_units, to_units
+from hiermae.utils import TARGETS
 
 
 class Target:

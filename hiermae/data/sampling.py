@@ -4,7 +4,7 @@
   follow each other without a break, and each rank takes every world-size-th position. Any position can be the
   start, computed directly rather than by reading the samples before it.
 - `IterationBatchSampler`: batches of `Drawn(index, iteration)`, so a data-loader worker knows the iteration
-  of the batch it assembles and can draw its masks there (`hiermae.collate.MaskCollate`).
+  of the batch it assembles and can draw its masks there (`hiermae.data.collate.MaskCollate`).
 - `DrawnDataset`: a dataset wrapper that reads `Drawn` keys and puts the iteration into `data_samples`.
 - `ResumableIterBasedTrainLoop`: mmengine's iteration loop, but a resumed run moves the sampler to its
   iteration instead of loading and discarding every batch before it; the batches that follow are the ones the
@@ -23,7 +23,7 @@ from mmengine.runner import IterBasedTrainLoop
 from mmengine.runner.loops import _InfiniteDataloaderIterator
 from torch.utils.data import Dataset, IterableDataset, Sampler
 
-from hiermae.seeding import mix_seed
+from hiermae.utils import mix_seed
 
 
 class Drawn(NamedTuple):

@@ -2,7 +2,7 @@
 
 mmengine 0.10.7's local loader calls `torch.load` with torch's default, which since torch 2.6 refuses the
 `HistoryBuffer` mmengine pickles into its own checkpoints, so `resume` and `load_from` failed. hiermae re-registers
-the loader for local paths with `hiermae.safe_checkpoint.load_checkpoint_file`: weights-only unpickling plus the
+the loader for local paths with `hiermae.checkpoints.safe_load.load_checkpoint_file`: weights-only unpickling plus the
 few types the runner stores, so resume, `load_from` and a downstream `init_cfg.checkpoint` read data and run no
 code; `--trust-checkpoint` switches to full unpickling for files of a trusted origin.
 
@@ -23,11 +23,11 @@ from mmengine.fileio.backends import LocalBackend, register_backend
 from mmengine.model import is_model_wrapper
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from hiermae.atomic_files import write_bytes_atomically
-from hiermae.checkpoint_keys import CheckpointError, compact, key_mismatches
-from hiermae.literal_config import model_config
-from hiermae.resume import checkpoint_to_resume
-from hiermae.safe_checkpoint import load_checkpoint_file
+from hiermae.checkpoints.keys import CheckpointError, compact, key_mismatches
+from hiermae.checkpoints.literal_config import model_config
+from hiermae.checkpoints.resume import checkpoint_to_resume
+from hiermae.checkpoints.safe_load import load_checkpoint_file
+from hiermae.utils import write_bytes_atomically
 
 
 def load_local_checkpoint(filename: str, map_location: Any = None) -> dict:

@@ -7,7 +7,7 @@ done for the sparse path too: its convs run on visible-site rows or unit tiles. 
 - `aten::scaled_dot_product_attention` (packed window attention in Swin, ViT) gets a handle here;
 - ops inside custom autograd Functions or extensions (spconv) trace as opaque `prim::PythonOp` nodes whose
   shapes do not tell the work (spconv's work is its number of index pairs), so such ops call
-  `hiermae.flop_recorder.record_flops` while counting is active, and `count_flops` adds what they recorded.
+  `hiermae.utils.flop_recorder.record_flops` while counting is active, and `count_flops` adds what they recorded.
 
 `pretraining_flops` puts that count in context: per image, what masked pretraining costs (encoder on the
 visible units, plus decoder, target and loss) against the plain encoder on the whole image.
@@ -22,10 +22,9 @@ import torch
 from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
-from hiermae.encoders import build_encoder
-from hiermae.flop_recorder import recording
-from hiermae.pretrainer import MaskedPretrainer, build_pretrainer
-from hiermae.seeding import mix_seed
+from hiermae.backbones import build_encoder
+from hiermae.model.pretrainer import MaskedPretrainer, build_pretrainer
+from hiermae.utils import mix_seed, recording
 
 
 def sdpa_flop_handle(inputs: list[Any], outputs: list[Any]) -> int:

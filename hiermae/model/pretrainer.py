@@ -9,13 +9,10 @@ from mmengine.dist import all_reduce_dict
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
-from hiermae.collate import MaskedBatch, MaskPlanner
-from hiermae.encoders import build_encoder
-from hiermae.input_checks import check_input_size, check_mask_leaves_both
-from hiermae.masks import MaskPyramid, check_divisible
-from hiermae.plans import to_device
-from hiermae.registry import DECODERS, LOSSES, MASK_GENERATORS, TARGETS, build_part
-from hiermae.seeding import batch_seeds
+from hiermae.backbones import build_encoder
+from hiermae.data import MaskedBatch, MaskPlanner
+from hiermae.masking import MaskPyramid, check_divisible, check_input_size, check_mask_leaves_both, to_device
+from hiermae.utils import DECODERS, LOSSES, MASK_GENERATORS, TARGETS, batch_seeds, build_part
 
 
 @MODELS.register_module()
@@ -27,14 +24,14 @@ class MaskedPretrainer(BaseModel):
     is seeded from (`mask_seed`, iteration, sample index), so a resumed run draws the same masks again.
 
     Masks are drawn and the sparse encoder planned on the host (`MaskPlanner`): in the data-loader workers when
-    the batch arrives with them (`data_samples['masked']`, from `hiermae.collate.MaskCollate`), else here; mask
+    the batch arrives with them (`data_samples['masked']`, from `hiermae.data.collate.MaskCollate`), else here; mask
     and plan reach the device in one non-blocking copy, and the step itself never waits for the host.
 
     Args:
         backbone: a timm model name (`hiermae.build_encoder` lists the families).
         sparse: compute at visible sites only (True), or run the masked-dense / mask-token reference (False).
         input_size: the square image size the model trains at (a multiple of the 32-px mask unit).
-        mask, decoder, target, loss: configs of the parts (`type` names one in `hiermae.registry`).
+        mask, decoder, target, loss: configs of the parts (`type` names one in `hiermae.utils.registry`).
         mask_seed: base seed of the per-sample masks.
         compile: `torch.compile` the training step's model computation (encoder, decoder, target, loss; the
             backward follows): True for the default options ("reduce-overhead", i.e. CUDA graphs, on a GPU), or
@@ -109,7 +106,7 @@ class MaskedPretrainer(BaseModel):
 
     def mask_planner(self, device_type: str) -> MaskPlanner:
         """Draws masks and plans the encoder on the host for steps on `device_type`; data-loader workers hold one
-        (`hiermae.training.plan_in_workers`)."""
+        (`hiermae.engine.training.plan_in_workers`)."""
         if device_type not in self._mask_planners:
             planner = self.encoder.planner(device_type)
             self._mask_planners[device_type] = MaskPlanner(self.mask_generator, self.unit, planner)

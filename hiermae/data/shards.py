@@ -32,8 +32,8 @@ from mmengine.registry import DATASETS
 from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
-from hiermae.file_list import list_images
-from hiermae.images import CropReader
+from hiermae.data.file_list import list_images
+from hiermae.data.images import CropReader
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1

@@ -1,5 +1,5 @@
 """Datasets registered with mmengine: Fashion-MNIST (the embedded default) and a folder of the user's images
-(WebDataset shards: `hiermae.shards`).
+(WebDataset shards: `hiermae.data.shards`).
 
 Each item is `{'inputs': uint8 3×S×S tensor, 'data_samples': {'index': i, 'label': y}}`; the index seeds the
 sample's mask (see `MaskedPretrainer.sample_seeds`).
@@ -19,8 +19,8 @@ from mmengine.logging import print_log
 from mmengine.registry import DATASETS
 from torch.utils.data import Dataset
 
-from hiermae.file_list import IMAGE_EXTENSIONS, Listing, list_images
-from hiermae.images import CropReader
+from hiermae.data.file_list import IMAGE_EXTENSIONS, Listing, list_images
+from hiermae.data.images import CropReader
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_FILES = {
@@ -85,10 +85,10 @@ class FashionMNIST(Dataset):
 class ImageFolder(Dataset):
     """The user's images: a flat folder, or one top-level folder per class (deeper and symlinked folders included).
 
-    Start-up only lists file names (see `hiermae.file_list`; `file_list` names a cache file, which `tools/train.py`
+    Start-up only lists file names (see `hiermae.data.file_list`; `file_list` names a cache file, which `tools/train.py`
     puts in the work dir). A file is checked when it is read: one that cannot be decoded, PIL's decompression-bomb
     guard included, is replaced by the next readable file, counted across data-loader workers and named in the log.
-    Pixels follow `hiermae.images` for every mode and bit depth; crops are decoded at the resolution they need.
+    Pixels follow `hiermae.data.images` for every mode and bit depth; crops are decoded at the resolution they need.
     `crop='random'` (training) draws random-resized crops of `scale`; `'centre'` takes the centred square
     (evaluation: the short side resized to `image_size`, then centre-cropped). `flip` mirrors half the images with
     the worker's RNG, for fine-tuning; pretraining leaves it off and flips in `MIMDataPreprocessor`, which draws each

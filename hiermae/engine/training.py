@@ -11,12 +11,11 @@ from mmengine.model import MMDistributedDataParallel, is_model_wrapper
 from mmengine.registry import MODEL_WRAPPERS
 from mmengine.runner import Runner
 
-from hiermae.collate import MaskCollate
-from hiermae.config_check import check_config_keys, check_option_keys
-from hiermae.datasets import place_file_list_caches
-from hiermae.pretrainer import MaskedPretrainer
-from hiermae.resume import checkpoint_to_resume
-from hiermae.sparse.norm import AllReduceBatchNorm2d
+from hiermae.checkpoints import checkpoint_to_resume
+from hiermae.data import MaskCollate, place_file_list_caches
+from hiermae.engine.config_check import check_config_keys, check_option_keys
+from hiermae.model import MaskedPretrainer
+from hiermae.sparse import AllReduceBatchNorm2d
 
 
 def enable_amp(cfg: Config) -> None:

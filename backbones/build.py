@@ -1,14 +1,12 @@
-"""`build_encoder`: resolve a timm model name to the adapter of its family."""
+"""`build_encoder`: resolve a timm model name to the adapter of its family (the package import registers them)."""
 
 import torch
 
-from hiermae.registry import ENCODERS
+from hiermae.utils import ENCODERS
 
 
 def encoder_family(backbone: str) -> type:
     """The adapter class whose family handles `backbone`, or a ValueError listing the supported families."""
-    import hiermae.backbones  # noqa: F401  (registers the families)
-
     for family in ENCODERS.module_dict.values():
         if family.supports(backbone):
             return family

@@ -11,7 +11,7 @@ from timm.layers import trunc_normal_
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from hiermae.registry import DECODERS
+from hiermae.utils import DECODERS
 
 
 class Decoder(nn.Module):

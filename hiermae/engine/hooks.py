@@ -11,9 +11,8 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from hiermae.literal_config import MODEL_CONFIG_KEY, plain_data
-from hiermae.resume import read_pointer, write_pointer
-from hiermae.visualization import save_reconstruction_grid
+from hiermae.checkpoints import MODEL_CONFIG_KEY, plain_data, read_pointer, write_pointer
+from hiermae.engine.visualization import save_reconstruction_grid
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from hiermae.registry import MASK_GENERATORS
+from hiermae.utils import MASK_GENERATORS
 
 
 def check_mask_ratio(mask_ratio: float) -> float:

@@ -38,7 +38,7 @@ from mmengine.registry import (
 from mmengine.runner import Runner
 from torch.utils.data import DataLoader
 
-from hiermae.registry import DECODERS, LOSSES, MASK_GENERATORS, TARGETS
+from hiermae.utils import DECODERS, LOSSES, MASK_GENERATORS, TARGETS
 
 # Top-level keys the runner reads besides its constructor's arguments (Runner.from_cfg, wrap_model, train).
 RUNNER_EXTRA_KEYS = frozenset(

@@ -10,8 +10,8 @@ import re
 import torch
 from torch import nn
 
-from hiermae.encoders import build_encoder
-from hiermae.masks import RandomMask
+from hiermae.backbones.build import build_encoder
+from hiermae.masking.masks import RandomMask
 
 ZERO_GRADIENT = 1e-6  # relative to the largest parameter gradient: below it a gradient is rounding noise
 RESIDUAL_BRANCH_END = re.compile(r"layer\d+\.\d+\.bn[23]\.weight$")  # last BatchNorms of ResNet branches

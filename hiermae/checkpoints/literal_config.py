@@ -11,7 +11,7 @@ import ast
 from collections.abc import Mapping
 from typing import Any
 
-from hiermae.checkpoint_keys import CheckpointError
+from hiermae.checkpoints.keys import CheckpointError
 
 MODEL_CONFIG_KEY = "model_cfg"
 LITERALS = (str, int, float, bool, type(None))

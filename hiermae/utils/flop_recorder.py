@@ -2,7 +2,7 @@
 
 Ops inside custom autograd Functions or extensions (spconv) trace as opaque nodes whose shapes do not tell the
 work done (spconv's work is its number of index pairs), so they call `record_flops` with what they did;
-`hiermae.flops` collects it inside `recording()`. This module imports nothing of hiermae, so the sparse ops can
+`hiermae.model.flops` collects it inside `recording()`. This module imports nothing of hiermae, so the sparse ops can
 report without depending on the counting code (which builds encoders and pretrainers).
 """
 

@@ -5,7 +5,7 @@ import torch
 from mmengine.model import ImgDataPreprocessor
 from mmengine.registry import MODELS
 
-from hiermae.seeding import batch_seeds
+from hiermae.utils import batch_seeds
 
 
 @MODELS.register_module()
