@@ -8,7 +8,14 @@ import torch
 from torch import nn
 
 from hiermae.backbones.family import FamilyDescriptor, check_descriptor
-from hiermae.masking import check_divisible, check_every_sample_sees, check_images, check_visible, to_device
+from hiermae.masking import (
+    check_divisible,
+    check_every_sample_sees,
+    check_images,
+    check_in_chans,
+    check_visible,
+    to_device,
+)
 
 
 class Planner(Protocol):
@@ -55,11 +62,13 @@ class MaskedEncoder(FamilyDescriptor, nn.Module, ABC):
         if cls.name_pattern:  # a family (intermediate bases such as SiteEncoder name no models)
             check_descriptor(cls)
 
-    def __init__(self, name: str, *, sparse: bool, input_size: int) -> None:
+    def __init__(self, name: str, *, sparse: bool, input_size: int, in_chans: int = 3) -> None:
         super().__init__()
+        check_in_chans(in_chans)
         self.name = name
         self.sparse = sparse
         self.input_size = input_size
+        self.in_chans = in_chans
         self.out_channels: list[int] = []
         self.out_strides: list[int] = []
 
@@ -112,9 +121,10 @@ class MaskedEncoder(FamilyDescriptor, nn.Module, ABC):
 
     def check_input(self, images: torch.Tensor, visible: torch.Tensor) -> None:
         """Raise TypeError / ValueError naming the problem, the same in every family: images that are not a
-        non-empty float B×3×H×W batch in the weights' dtype, a size not divisible by the mask unit, or a visible
-        map that is not bool B×h×w (shapes and dtypes only; `forward` also refuses a sample with no visible unit)."""
-        check_images(images, self.weights_dtype())
+        non-empty float B×C×H×W batch (C = `in_chans`) in the weights' dtype, a size not divisible by the mask
+        unit, or a visible map that is not bool B×h×w (shapes and dtypes only; `forward` also refuses a sample with
+        no visible unit)."""
+        check_images(images, self.weights_dtype(), self.in_chans)
         check_divisible(images.shape[-2:], self.mask_unit)
         check_visible(visible, images, self.mask_unit)
 

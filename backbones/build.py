@@ -19,7 +19,7 @@ def check_backbone_name(backbone: str) -> None:
     encoder_family(backbone)
 
 
-def build_encoder(backbone: str, *, sparse: bool = True, input_size: int = 224) -> torch.nn.Module:
+def build_encoder(backbone: str, *, sparse: bool = True, input_size: int = 224, in_chans: int = 3) -> torch.nn.Module:
     """Return the encoder adapter for a timm backbone name (`sparse=False` gives the dense reference).
 
     Args:
@@ -27,5 +27,7 @@ def build_encoder(backbone: str, *, sparse: bool = True, input_size: int = 224) 
         sparse: compute at visible sites only (True), or the masked-dense / mask-token reference (False).
         input_size: the square image size Swin and ViT are built for (their windows and position tables); CNNs
             take any multiple of the 32-px mask unit.
+        in_chans: the channels C of the B×C×H×W input (1 grey, 3 RGB, more for multispectral bands); timm builds
+            the stem (first conv, patch embedding) for them, every later layer is the same as for RGB.
     """
-    return encoder_family(backbone)(backbone, sparse=sparse, input_size=input_size)
+    return encoder_family(backbone)(backbone, sparse=sparse, input_size=input_size, in_chans=in_chans)

@@ -26,9 +26,9 @@ class ConvNeXtEncoder(SiteEncoder):
     # Swin-T's 12 blocks.
     finetune_layer_decay = 0.9
 
-    def __init__(self, name: str, *, sparse: bool = True, input_size: int = 224) -> None:
-        super().__init__(name, sparse=sparse, input_size=input_size)
-        self.model = self.drop_head(timm.create_model(name, pretrained=False, num_classes=0))
+    def __init__(self, name: str, *, sparse: bool = True, input_size: int = 224, in_chans: int = 3) -> None:
+        super().__init__(name, sparse=sparse, input_size=input_size, in_chans=in_chans)
+        self.model = self.drop_head(timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans))
         check_plain_convnext(self.model)
         self.out_channels = [info["num_chs"] for info in self.model.feature_info]
         self.out_strides = [4, 8, 16, 32]

@@ -35,9 +35,9 @@ class EfficientCNNEncoder(SiteEncoder):
     # rate, where ConvNeXt-atto's 0.9 over its 12 blocks puts it (0.9^13 ≈ 0.25).
     finetune_layer_decay = 0.92
 
-    def __init__(self, name: str, *, sparse: bool = True, input_size: int = 224) -> None:
-        super().__init__(name, sparse=sparse, input_size=input_size)
-        self.model = self.drop_head(timm.create_model(name, pretrained=False, num_classes=0))
+    def __init__(self, name: str, *, sparse: bool = True, input_size: int = 224, in_chans: int = 3) -> None:
+        super().__init__(name, sparse=sparse, input_size=input_size, in_chans=in_chans)
+        self.model = self.drop_head(timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans))
         check_plain_efficient_cnn(self.model)
         features = [info for info in self.model.feature_info if info["reduction"] >= 4]
         self.stage_outputs = [int(info["module"].split(".")[1]) for info in features]  # block stages that output

@@ -25,9 +25,9 @@ class ResNetEncoder(SiteEncoder):
     # stem at 0.8^5 ≈ 0.33 of the head's rate.
     finetune_layer_decay = 0.8
 
-    def __init__(self, name: str, *, sparse: bool = True, input_size: int = 224) -> None:
-        super().__init__(name, sparse=sparse, input_size=input_size)
-        self.model = timm.create_model(name, pretrained=False, num_classes=0)
+    def __init__(self, name: str, *, sparse: bool = True, input_size: int = 224, in_chans: int = 3) -> None:
+        super().__init__(name, sparse=sparse, input_size=input_size, in_chans=in_chans)
+        self.model = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans)
         check_plain_resnet(self.model)
         self.out_channels = [info["num_chs"] for info in self.model.feature_info[1:]]
         self.out_strides = [4, 8, 16, 32]

@@ -64,7 +64,7 @@ class SiteEncoder(MaskedEncoder):
         manifests = self.__dict__.setdefault("_table_manifests", {})
         if device_type not in manifests:
             weight = next(self.parameters())
-            images = weight.new_zeros(1, 3, self.mask_unit, self.mask_unit)
+            images = weight.new_zeros(1, self.in_chans, self.mask_unit, self.mask_unit)
             visible = torch.ones(1, 1, 1, dtype=torch.bool, device=weight.device)
             engine = SparseEngine(visible, self.mask_unit, choose=backend_for(device_type))
             was_training = self.training

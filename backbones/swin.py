@@ -148,11 +148,15 @@ class SwinEncoder(MaskedEncoder):
     sized_by_input = True  # window sizes and bias tables follow the image size
     finetune_layer_decay = 0.9  # SimMIM fine-tunes Swin-B with 0.9 (Xie et al. 2022, appendix)
 
-    def __init__(self, name: str, *, sparse: bool = True, input_size: int = 224, **timm_kwargs: Any) -> None:
-        super().__init__(name, sparse=sparse, input_size=input_size)
+    def __init__(
+        self, name: str, *, sparse: bool = True, input_size: int = 224, in_chans: int = 3, **timm_kwargs: Any
+    ) -> None:
+        super().__init__(name, sparse=sparse, input_size=input_size, in_chans=in_chans)
         check_divisible((input_size, input_size), self.mask_unit)
         timm_kwargs.setdefault("strict_img_size", False)  # other sizes run with the windows set for input_size
-        self.model = timm.create_model(name, pretrained=False, num_classes=0, img_size=input_size, **timm_kwargs)
+        self.model = timm.create_model(
+            name, pretrained=False, num_classes=0, img_size=input_size, in_chans=in_chans, **timm_kwargs
+        )
         self.out_channels = [info["num_chs"] for info in self.model.feature_info]
         self.out_strides = [info["reduction"] for info in self.model.feature_info]
         if self.out_strides[-1] != self.mask_unit:

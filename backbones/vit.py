@@ -56,9 +56,9 @@ class MaskedViT(MaskedEncoder):
     classifier_options = MappingProxyType({"global_pool": "avg", "fc_norm": False})
     finetune_layer_decay = 0.75  # MAE fine-tunes ViT-B with 0.65 and ViT-L with 0.75 (He et al. 2022, A.2)
 
-    def __init__(self, name: str, *, sparse: bool = True, input_size: int = 224) -> None:
-        super().__init__(name, sparse=sparse, input_size=input_size)
-        self.model = timm.create_model(name, pretrained=False, num_classes=0, img_size=input_size)
+    def __init__(self, name: str, *, sparse: bool = True, input_size: int = 224, in_chans: int = 3) -> None:
+        super().__init__(name, sparse=sparse, input_size=input_size, in_chans=in_chans)
+        self.model = timm.create_model(name, pretrained=False, num_classes=0, img_size=input_size, in_chans=in_chans)
         patch = self.model.patch_embed.patch_size[0]
         self.out_channels = [self.model.embed_dim]
         self.out_strides = [patch]

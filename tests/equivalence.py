@@ -86,11 +86,12 @@ def compare_encoders(
     }
 
 
-def paired_encoders(name: str, input_size: int, seed: int = 0) -> tuple[nn.Module, nn.Module]:
-    """(sparse, dense reference) encoders of `name` holding the same randomized weights."""
-    dense = build_encoder(name, sparse=False, input_size=input_size)
+def paired_encoders(name: str, input_size: int, seed: int = 0, in_chans: int = 3) -> tuple[nn.Module, nn.Module]:
+    """(sparse, dense reference) encoders of `name` for `in_chans`-channel images, holding the same randomized
+    weights."""
+    dense = build_encoder(name, sparse=False, input_size=input_size, in_chans=in_chans)
     randomize_(dense, seed)
-    sparse = build_encoder(name, sparse=True, input_size=input_size)
+    sparse = build_encoder(name, sparse=True, input_size=input_size, in_chans=in_chans)
     sparse.load_state_dict(dense.state_dict())
     return sparse, dense
 

@@ -3,9 +3,10 @@
 from hiermae.data import preprocess, sampling  # noqa: F401  (register the data preprocessor, samplers and loop)
 from hiermae.data.collate import MaskCollate, MaskedBatch, MaskPlanner
 from hiermae.data.datasets import FashionMNIST, ImageFolder, place_file_list_caches
+from hiermae.data.preprocess import MIMDataPreprocessor
 from hiermae.data.shards import pack_folder
 
 __all__ = [
-    "FashionMNIST", "ImageFolder", "MaskCollate", "MaskPlanner", "MaskedBatch", "pack_folder",
+    "FashionMNIST", "ImageFolder", "MIMDataPreprocessor", "MaskCollate", "MaskPlanner", "MaskedBatch", "pack_folder",
     "place_file_list_caches",
 ]

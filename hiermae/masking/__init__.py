@@ -3,6 +3,7 @@
 from hiermae.masking.input_checks import (
     check_every_sample_sees,
     check_images,
+    check_in_chans,
     check_input_size,
     check_mask_leaves_both,
     check_visible,
@@ -12,6 +13,7 @@ from hiermae.masking.plans import to_device
 from hiermae.masking.units import from_units, to_units
 
 __all__ = [
-    "MaskGenerator", "MaskPyramid", "check_divisible", "check_every_sample_sees", "check_images", "check_input_size",
-    "check_mask_leaves_both", "check_mask_ratio", "check_visible", "from_units", "to_device", "to_units"
+    "MaskGenerator", "MaskPyramid", "check_divisible", "check_every_sample_sees", "check_images", "check_in_chans",
+    "check_input_size", "check_mask_leaves_both", "check_mask_ratio", "check_visible", "from_units", "to_device",
+    "to_units",
 ]

@@ -5,22 +5,27 @@ inside a backbone and not a run that trains on nothing.
   for every family alike.
 - `check_mask_leaves_both`: when a `MaskedPretrainer` is built, its mask must hide at least one unit (else the
   loss is 0 and nothing trains) and show at least one (else the encoder has no input).
-- `check_input_size`: at every forward, the images must have the size the model was built for (which the
-  checkpoint and its exports record).
+- `check_input_size`: at every forward, the images must have the size and channel count the model was built for
+  (which the checkpoint and its exports record).
+- `check_in_chans`: a model's channel count must be a positive integer.
 """
 
 import torch
 
 from hiermae.masking.masks import MaskGenerator, check_divisible
 
-CHANNELS = 3  # the timm backbones are built with RGB stems
+
+def channel_count(channels: int) -> str:
+    """'1 channel', '4 channels'."""
+    return f"{channels} channel" + ("" if channels == 1 else "s")
 
 
-def check_images(images: object, weights_dtype: torch.dtype | None = None) -> None:
-    """Raise TypeError / ValueError unless `images` is a non-empty float batch B×3×H×W, of `weights_dtype` when
-    given (outside autocast a layer needs its input in its weights' dtype)."""
+def check_images(images: object, weights_dtype: torch.dtype | None = None, channels: int = 3) -> None:
+    """Raise TypeError / ValueError unless `images` is a non-empty float batch B×C×H×W with C = `channels` (the
+    model's `in_chans`), of `weights_dtype` when given (outside autocast a layer needs its input in its weights'
+    dtype)."""
     if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor (B×3×H×W), got {type(images).__name__}")
+        raise TypeError(f"images must be a torch.Tensor (B×C×H×W), got {type(images).__name__}")
     if not images.is_floating_point():
         raise TypeError(
             f"images must be a floating-point tensor (float32, bfloat16, ...), got {images.dtype}; "
@@ -34,11 +39,14 @@ def check_images(images: object, weights_dtype: torch.dtype | None = None) -> No
         )
     if images.dim() != 4:
         hint = " (add the batch dimension: images.unsqueeze(0))" if images.dim() == 3 else ""
-        raise ValueError(f"images must be a 4-D batch B×3×H×W, got shape {tuple(images.shape)}{hint}")
+        raise ValueError(f"images must be a 4-D batch B×C×H×W, got shape {tuple(images.shape)}{hint}")
     if images.shape[0] == 0:
         raise ValueError(f"images is an empty batch (shape {tuple(images.shape)}): give at least one image")
-    if images.shape[1] != CHANNELS:
-        raise ValueError(f"images must have {CHANNELS} channels (RGB), got {images.shape[1]} in {tuple(images.shape)}")
+    if images.shape[1] != channels:
+        raise ValueError(
+            f"images must have {channel_count(channels)} (the model's in_chans), got {images.shape[1]} in "
+            f"{tuple(images.shape)}"
+        )
 
 
 def check_visible(visible: object, images: torch.Tensor, unit: int) -> None:
@@ -94,10 +102,12 @@ def check_mask_leaves_both(generator: MaskGenerator, input_size: int, unit: int)
         raise ValueError(f"{setting} leaves no unit visible: the encoder would see nothing. Lower the mask ratio")
 
 
-def check_input_size(images: torch.Tensor, input_size: int, unit: int, weights_dtype: torch.dtype) -> None:
+def check_input_size(
+    images: torch.Tensor, input_size: int, unit: int, weights_dtype: torch.dtype, channels: int = 3
+) -> None:
     """Raise TypeError / ValueError unless `images` is a valid batch of `input_size`×`input_size` images (the
-    model's size) in the weights' dtype."""
-    check_images(images, weights_dtype)
+    model's size) with `channels` channels, in the weights' dtype."""
+    check_images(images, weights_dtype, channels)
     check_divisible(images.shape[-2:], unit)
     if tuple(images.shape[-2:]) != (input_size, input_size):
         height, width = images.shape[-2:]
@@ -105,3 +115,9 @@ def check_input_size(images: torch.Tensor, input_size: int, unit: int, weights_d
             f"images are {height}x{width} but the model was built for input_size={input_size} (recorded in its "
             f"checkpoints and exports): set model.input_size={height} or make the data {input_size} px"
         )
+
+
+def check_in_chans(in_chans: object) -> None:
+    """Raise ValueError unless `in_chans` (the input channels a model is built for) is an integer ≥ 1."""
+    if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
+        raise ValueError(f"in_chans must be an integer ≥ 1 (1 for grey, 3 for RGB, ...), got {in_chans!r}")

@@ -128,7 +128,7 @@ def measure_pretraining_flops(model: MaskedPretrainer, images: torch.Tensor, vis
 
 
 @functools.lru_cache(maxsize=32)
-def dense_inference_flops(backbone: str, input_size: int) -> int:
+def dense_inference_flops(backbone: str, input_size: int, in_chans: int = 3) -> int:
     """Forward FLOPs of the dense encoder on one whole image: timm's feature computation, nothing masked.
 
     The dense adapter with every unit visible computes what timm's `forward_features` does; its count equals a
@@ -137,10 +137,10 @@ def dense_inference_flops(backbone: str, input_size: int) -> int:
     Weights do not change the count, so it is cached per (backbone, input size). Counted in eval mode; the dense
     adapters count the same in either mode.
     """
-    encoder = build_encoder(backbone, sparse=False, input_size=input_size).eval()
+    encoder = build_encoder(backbone, sparse=False, input_size=input_size, in_chans=in_chans).eval()
     grid = input_size // encoder.mask_unit
     everything = torch.ones(1, grid, grid, dtype=torch.bool)
-    return count_flops(encoder, (torch.zeros(1, 3, input_size, input_size), everything))
+    return count_flops(encoder, (torch.zeros(1, in_chans, input_size, input_size), everything))
 
 
 def pretraining_flops(
@@ -155,7 +155,7 @@ def pretraining_flops(
 ) -> PretrainingFlops:
     """Per-image forward FLOPs of masked pretraining for a timm backbone, sparse (hiermae) or dense reference.
 
-    `pretrainer_cfg` goes to `build_pretrainer` (mask, decoder, target, loss dicts). The figures average one
+    `pretrainer_cfg` goes to `build_pretrainer` (in_chans; mask, decoder, target, loss dicts). The figures average one
     batch of `images` samples whose masks come from the model's own mask generator with per-sample seeds
     derived from `seed`, so masks whose visible layout changes the work (block-wise, Swin window packing) are
     averaged as drawn. Counted in training mode (what pretraining runs). Norms count as fvcore counts them:
@@ -166,7 +166,7 @@ def pretraining_flops(
     model = build_pretrainer(backbone, sparse=sparse, mask_ratio=mask_ratio, input_size=input_size, **pretrainer_cfg)
     model.train()
     generator = torch.Generator().manual_seed(seed)
-    batch = torch.randn(images, 3, input_size, input_size, generator=generator)
+    batch = torch.randn(images, model.in_chans, input_size, input_size, generator=generator)
     visible = model.draw_mask(batch, torch.tensor([mix_seed(seed, index) for index in range(images)]))
     encoder, decoder = measure_pretraining_flops(model, batch, visible)
     return PretrainingFlops(
@@ -176,7 +176,7 @@ def pretraining_flops(
         sparse=sparse,
         encoder_parameters=sum(p.numel() for p in model.encoder.parameters()),
         decoder_parameters=sum(p.numel() for p in model.decoder.parameters()),
-        dense_inference=dense_inference_flops(backbone, input_size),
+        dense_inference=dense_inference_flops(backbone, input_size, model.in_chans),
         encoder=round(encoder / images),
         decoder=round(decoder / images),
     )

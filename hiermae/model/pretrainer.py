@@ -10,8 +10,15 @@ from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
 from hiermae.backbones import build_encoder
-from hiermae.data import MaskedBatch, MaskPlanner
-from hiermae.masking import MaskPyramid, check_divisible, check_input_size, check_mask_leaves_both, to_device
+from hiermae.data import MaskedBatch, MaskPlanner, MIMDataPreprocessor
+from hiermae.masking import (
+    MaskPyramid,
+    check_divisible,
+    check_in_chans,
+    check_input_size,
+    check_mask_leaves_both,
+    to_device,
+)
 from hiermae.utils import DECODERS, LOSSES, MASK_GENERATORS, TARGETS, batch_seeds, build_part
 
 
@@ -19,9 +26,9 @@ from hiermae.utils import DECODERS, LOSSES, MASK_GENERATORS, TARGETS, batch_seed
 class MaskedPretrainer(BaseModel):
     """Masked image modeling: mask units, encode the visible ones, decode every unit, score the masked ones.
 
-    Called as `model(images)` it returns `loss`, `pred` (B×3×H×W in the input's pixel space; None for
-    non-invertible targets such as HOG) and `visible` (B×h×w bool). Under an mmengine runner each sample's mask
-    is seeded from (`mask_seed`, iteration, sample index), so a resumed run draws the same masks again.
+    Called as `model(images)` (B×C×H×W, C = `in_chans`) it returns `loss`, `pred` (B×C×H×W in the input's pixel
+    space; None for non-invertible targets such as HOG) and `visible` (B×h×w bool). Under an mmengine runner each
+    sample's mask is seeded from (`mask_seed`, iteration, sample index), so a resumed run draws the same masks again.
 
     Masks are drawn and the sparse encoder planned on the host (`MaskPlanner`): in the data-loader workers when
     the batch arrives with them (`data_samples['masked']`, from `hiermae.data.collate.MaskCollate`), else here; mask
@@ -31,6 +38,9 @@ class MaskedPretrainer(BaseModel):
         backbone: a timm model name (`hiermae.build_encoder` lists the families).
         sparse: compute at visible sites only (True), or run the masked-dense / mask-token reference (False).
         input_size: the square image size the model trains at (a multiple of the 32-px mask unit).
+        in_chans: the image channels C (1 grey, 3 RGB, more for multispectral bands): the encoder's stem takes C,
+            the target and the decoder's prediction have C channels (HOG: C histograms), and an
+            `MIMDataPreprocessor` gets `channels=C` (its means and stds must then hold C values).
         mask, decoder, target, loss: configs of the parts (`type` names one in `hiermae.utils.registry`).
         mask_seed: base seed of the per-sample masks.
         compile: `torch.compile` the training step's model computation (encoder, decoder, target, loss; the
@@ -44,6 +54,7 @@ class MaskedPretrainer(BaseModel):
         backbone: str,
         sparse: bool = True,
         input_size: int = 224,
+        in_chans: int = 3,
         mask: dict[str, Any] | None = None,
         decoder: dict[str, Any] | None = None,
         target: dict[str, Any] | None = None,
@@ -53,19 +64,26 @@ class MaskedPretrainer(BaseModel):
         data_preprocessor: dict[str, Any] | None = None,
         init_cfg: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.encoder = build_encoder(backbone, sparse=sparse, input_size=input_size)
+        check_in_chans(in_chans)
+        super().__init__(data_preprocessor=preprocessor_with_channels(data_preprocessor, in_chans), init_cfg=init_cfg)
+        self.encoder = build_encoder(backbone, sparse=sparse, input_size=input_size, in_chans=in_chans)
         self.unit = self.encoder.mask_unit
         check_divisible((input_size, input_size), self.unit)
         self.backbone = backbone
         self.input_size = input_size
+        self.in_chans = in_chans
         self.mask_seed = mask_seed
         self.mask_generator = build_part(MASK_GENERATORS, mask or "random")
         self.compile_options = compile
         self._mask_planners: dict[str, MaskPlanner] = {}
         self._compiled_step: Any = None
         check_mask_leaves_both(self.mask_generator, input_size, self.unit)
-        self.target = build_part(TARGETS, target or "norm_pixels")
+        self.target = build_part(TARGETS, target or "norm_pixels", in_chans=in_chans)
+        if self.target.in_chans != in_chans:
+            raise ValueError(
+                f"target {type(self.target).__name__} is set for in_chans={self.target.in_chans} but the model for "
+                f"in_chans={in_chans}; leave the target's in_chans out (the model sets it)"
+            )
         self.loss_fn = build_part(LOSSES, loss or "mse")
         default_decoder = "transformer" if len(self.encoder.out_strides) == 1 else "unet"
         self.decoder = build_part(
@@ -158,7 +176,7 @@ class MaskedPretrainer(BaseModel):
         visible: torch.Tensor | None = None,
     ) -> dict[str, Any] | list[dict[str, Any]]:
         """mode 'loss': {'loss'} for the runner; 'tensor': {'loss', 'pred', 'visible'}; 'predict': per sample."""
-        check_input_size(inputs, self.input_size, self.unit, self.encoder.weights_dtype())
+        check_input_size(inputs, self.input_size, self.unit, self.encoder.weights_dtype(), self.in_chans)
         batch = self.masked_batch(inputs, data_samples, visible)
         if mode == "loss" and self.training and self.compile_options:
             if inputs.is_cuda:
@@ -179,16 +197,36 @@ class MaskedPretrainer(BaseModel):
         raise ValueError(f"unknown mode {mode!r}; use 'loss', 'tensor' or 'predict'")
 
 
+def preprocessor_with_channels(cfg: dict[str, Any] | None, in_chans: int) -> dict[str, Any] | None:
+    """An `MIMDataPreprocessor` config given the model's channel count (its `channels`; a different one set there is
+    a ValueError); other preprocessor configs as they are."""
+    if not isinstance(cfg, dict) or cfg.get("type") not in ("MIMDataPreprocessor", MIMDataPreprocessor):
+        return cfg
+    cfg = dict(cfg)
+    if cfg.setdefault("channels", in_chans) != in_chans:
+        raise ValueError(
+            f"data_preprocessor.channels={cfg['channels']} differs from the model's in_chans={in_chans}; leave it "
+            "out (the model sets it)"
+        )
+    return cfg
+
+
 def build_pretrainer(
-    backbone: str, *, sparse: bool = True, mask_ratio: float = 0.75, input_size: int = 224, **cfg: Any
+    backbone: str,
+    *,
+    sparse: bool = True,
+    mask_ratio: float = 0.75,
+    input_size: int = 224,
+    in_chans: int = 3,
+    **cfg: Any,
 ) -> MaskedPretrainer:
     """Build a `MaskedPretrainer` for a timm backbone name.
 
     Args:
-        backbone, sparse, input_size: as for `MaskedPretrainer`.
+        backbone, sparse, input_size, in_chans: as for `MaskedPretrainer`.
         mask_ratio: the fraction of 32-px units masked, used unless `cfg['mask']` sets its own.
         **cfg: any other `MaskedPretrainer` argument (mask, decoder, target, loss, mask_seed, compile, ...).
     """
     mask = dict(cfg.pop("mask", None) or {"type": "random"})
     mask.setdefault("mask_ratio", mask_ratio)
-    return MaskedPretrainer(backbone, sparse=sparse, input_size=input_size, mask=mask, **cfg)
+    return MaskedPretrainer(backbone, sparse=sparse, input_size=input_size, in_chans=in_chans, mask=mask, **cfg)

@@ -5,6 +5,7 @@ model = dict(
     backbone="resnet18",
     sparse=True,
     input_size=64,
+    in_chans=3,  # image channels: 1 for grey, more for multispectral bands (the data and the preprocessor's C means)
     mask=dict(type="random", mask_ratio=0.75),
     decoder=dict(type="unet", width=256),
     target=dict(type="norm_pixels"),
