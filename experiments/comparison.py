@@ -3,32 +3,36 @@
 Phases: (1) for backbone comparisons, the cost of one step per backbone and mode, measured alone on the machine
 so throughput is not shared; (2) with a wall-time budget, a short calibration run of every variant, which turns
 the budget into iterations (equal wall time per run, not equal images); (3) every variant × seed pretrained then
-evaluated, and random init of the same backbones evaluated with the same seeds; (4) the report. The run folder
-remembers its settings (and its recipes' contents) and refuses to resume under different ones, so a report never
-mixes two settings.
+evaluated, and random init of the same backbones evaluated with the same seeds, chain by chain; (4) the report.
+
+Every finished chain, calibration and measurement lands in the report's ledger (`experiments.ledger`), which
+lives in the repository: a later session (chunk) skips what the ledger holds, even in a new run folder, and the
+report is written from it. The ledger and the run folder remember their settings (and the recipes' contents) and
+refuse to resume under different ones, so a report never mixes two settings. `stop_after` starts no chain that its
+estimate (`experiments.schedule`) says cannot finish in time; `plan` prints those estimates before any training.
 """
 
+import datetime
 import json
-import os
-import platform
+import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import torch
-
+from experiments.ledger import Chain, Ledger, ledger_folder, machine_description
 from experiments.plan import (
     DECODERS,
     Pretraining,
     Variant,
     ablation_plan,
+    budget_plan,
     comparison_plan,
     family_recipe,
     recipe_config,
     sweep_plan,
 )
 from experiments.recipes import RecipeSummary, digest, summarize
-from experiments.report import ablation_report, comparison_report, header, sweep_report
+from experiments.report import ablation_report, budget_curve_section, comparison_report, header, sweep_report
 from experiments.results import gather_curves, gather_random_init, gather_variant, random_init_tag
 from experiments.runs import (
     Evaluation,
@@ -37,7 +41,6 @@ from experiments.runs import (
     calibration_path,
     calibration_step,
     evaluate_step,
-    evaluation_path,
     final_checkpoint,
     measure_step,
     measurement_path,
@@ -48,6 +51,7 @@ from experiments.runs import (
     run_steps,
     write_json,
 )
+from experiments.schedule import Estimate, estimate, plan_table
 from hiermae.backbones import encoder_family
 from hiermae.downstream.finetune import FineTuneRecipe
 from hiermae.downstream.layer_decay import layer_decay_rate
@@ -60,6 +64,8 @@ class Settings:
     `minutes`: equal wall-time budget per pretraining run (iterations calibrated per variant), else `base.iters`.
     `family_recipes`: every backbone starts from its family's recipe config (else the shared bases).
     `sweep`: the per-family grid of `plan.SWEEPS` instead of one setting per backbone.
+    `budget_curve`: extra wall-time budgets (minutes) for `budget_backbone`, for the curve of gain against
+    pretraining minutes.
     """
 
     backbones: tuple[str, ...]
@@ -70,6 +76,8 @@ class Settings:
     minutes: float | None = None
     family_recipes: bool = False
     sweep: bool = False
+    budget_curve: tuple[float, ...] = ()
+    budget_backbone: str | None = None
 
     def variants(self) -> list[Variant]:
         """The plan's variants with the iterations they were given (before calibration: `base.iters`)."""
@@ -77,7 +85,11 @@ class Settings:
             return sweep_plan(list(self.backbones), self.base)
         if self.ablate:
             return ablation_plan(list(self.ablate), self.base)
-        return comparison_plan(list(self.backbones), self.base, self.family_recipes)
+        variants = comparison_plan(list(self.backbones), self.base, self.family_recipes)
+        if self.budget_curve:
+            backbone = self.budget_backbone or self.backbones[0]
+            variants += budget_plan(backbone, self.base, self.budget_curve, self.family_recipes)
+        return variants
 
     def recipes(self) -> list[str | None]:
         return sorted({v.pretraining.recipe for v in self.variants()}, key=str)
@@ -111,20 +123,6 @@ def read_json_roundtrip(value: object) -> object:
     return json.loads(json.dumps(value))
 
 
-def machine_description() -> str:
-    cpus = len(os.sched_getaffinity(0))
-    return f"{platform.machine()}, {cpus} CPU cores, {platform.processor() or 'CPU'}, torch {torch.__version__}"
-
-
-def record_session(run: Path, seconds: float) -> float:
-    """Add this session's wall time to the run's total and return the total in seconds."""
-    path = run / "sessions.json"
-    sessions = read_json(path) if path.exists() else []
-    sessions.append(seconds)
-    write_json(path, sessions)
-    return sum(sessions)
-
-
 def budgeted(run: Path, settings: Settings) -> list[Variant]:
     """The variants with their iteration budgets: calibrated to `settings.minutes` where the calibration exists
     (variants not calibrated yet are left out), else as planned."""
@@ -132,7 +130,7 @@ def budgeted(run: Path, settings: Settings) -> list[Variant]:
         return settings.variants()
     variants = []
     for variant in settings.variants():
-        iters = budget_iters(run, variant.pretraining, settings.minutes)
+        iters = budget_iters(run, variant.pretraining, variant.minutes or settings.minutes)
         if iters is not None:
             variants.append(replace(variant, pretraining=replace(variant.pretraining, iters=iters)))
     return variants
@@ -158,81 +156,161 @@ def measured_setting(settings: Settings, backbone: str) -> dict:
     return dict(input_size=setting.input_size, batch_size=setting.batch_size, mask_ratio=ratio, decoder=decoder)
 
 
-def training_chains(run: Path, settings: Settings, variants: list[Variant], backbones: list[str]) -> list[list[Step]]:
-    """Seed by seed: each variant's pretraining followed by its evaluation, then random init of each backbone.
+def plan_chains(settings: Settings, variants: list[Variant], backbones: list[str]) -> list[Chain]:
+    """Seed by seed: each variant's pretraining followed by its evaluation, then random init of each backbone; the
+    budget curve's extra points come last.
 
     Seed-major order means an interrupted or partial run has every variant with its first seeds done, rather
     than some variants with all seeds and others with none.
     """
-    chains = []
+    chains, extra = [], []
     for seed in settings.seeds:
         for variant in variants:
-            setting = variant.pretraining
-            pretraining = pretrain_step(run, setting, seed)
-            evaluation = evaluate_step(
-                run, settings.evaluation, seed, checkpoint=final_checkpoint(pretraining.result.parent, setting),
-                backbone=setting.backbone, input_size=setting.input_size, tag=setting.name,
-            )  # fmt: skip
-            chains.append([pretraining, evaluation])
-        if settings.sweep:
-            continue  # a sweep compares settings with each other, not with random init
-        for name in backbones:
-            tag = random_init_tag(name, settings.base.input_size)
-            chains.append(
-                [evaluate_step(run, settings.evaluation, seed, checkpoint=None, backbone=name,
-                               input_size=settings.base.input_size, tag=tag)]
-            )  # fmt: skip
-    return chains
+            chain = Chain(variant.pretraining.name, seed, variant.pretraining.backbone, variant.pretraining)
+            (extra if variant.group == "budget" else chains).append(chain)
+        if not settings.sweep:  # a sweep compares settings with each other, not with random init
+            chains += [Chain(random_init_tag(name, settings.base.input_size), seed, name, None) for name in backbones]
+    return chains + extra
 
 
-def run_comparison(run: Path, settings: Settings, *, jobs: int, report: Path, command: str) -> Path:
-    """Run every missing step of `settings` in `run` and write the report; returns the report's path."""
-    start = time.monotonic()
+def chain_steps(run: Path, settings: Settings, chain: Chain) -> list[Step]:
+    """The steps of `chain` in run folder `run`."""
+    input_size = settings.base.input_size if chain.pretraining is None else chain.pretraining.input_size
+    if chain.pretraining is None:
+        return [evaluate_step(run, settings.evaluation, chain.seed, checkpoint=None, backbone=chain.backbone,
+                              input_size=input_size, tag=chain.tag)]  # fmt: skip
+    pretraining = pretrain_step(run, chain.pretraining, chain.seed)
+    checkpoint = final_checkpoint(pretraining.result.parent, chain.pretraining)
+    evaluation = evaluate_step(run, settings.evaluation, chain.seed, checkpoint=checkpoint, backbone=chain.backbone,
+                               input_size=input_size, tag=chain.tag)  # fmt: skip
+    return [pretraining, evaluation]
+
+
+def open_ledger(run: Path, settings: Settings, report: Path) -> Ledger:
+    """The report's ledger, checked against `settings`, with its calibrations and measurements restored into `run`."""
+    ledger = Ledger(ledger_folder(report))
+    check_settings(ledger.folder, settings)
     run.mkdir(parents=True, exist_ok=True)
     check_settings(run, settings)
+    ledger.restore(run, [])
+    return ledger
+
+
+def calibrate(run: Path, settings: Settings, ledger: Ledger, jobs: int, measure: bool = True) -> None:
+    """Measure (`measure`) and calibrate what the ledger lacks, and record it in the ledger. Calibration runs also
+    without a wall-time budget: the estimates of `--plan` and `--stop-after` start from it."""
     planned = settings.variants()
     backbones = plan_backbones(planned)
-    seeds = list(settings.seeds)
+    if measure and not settings.ablate and not settings.sweep:  # ablations and sweeps compare accuracy only
+        print(f"cost of one step ({len(backbones)} backbones × sparse, dense reference)", flush=True)
+        run_steps(measurement_steps(run, settings, backbones), jobs=1)
+        ledger.record_files(run)
+    steps = {calibration_path(run, v.pretraining): calibration_step(run, v.pretraining) for v in planned}
+    print(f"calibration ({len(steps)} settings)", flush=True)
+    run_steps(list(steps.values()), jobs=jobs)
+    ledger.record_files(run)
+
+
+def estimates(run: Path, settings: Settings, ledger: Ledger, chains: list[Chain]) -> dict[Chain, Estimate | None]:
+    """Each chain's estimate from the calibration and the chains the ledger has observed."""
+    calibrated = {}
+    for variant in settings.variants():
+        calibrated.setdefault(variant.pretraining.backbone, variant.pretraining)
+    observed = ledger.chains()
+    return {chain: estimate(chain, run, settings.evaluation, calibrated, observed) for chain in chains}
+
+
+def show_plan(run: Path, settings: Settings, *, jobs: int, report: Path) -> str:
+    """Calibrate what is missing, then the `--plan` table of every chain with its estimated minutes."""
+    ledger = open_ledger(run, settings, report)
+    calibrate(run, settings, ledger, jobs, measure=False)
+    chains = plan_chains(settings, budgeted(run, settings), plan_backbones(settings.variants()))
+    guesses = estimates(run, settings, ledger, chains)
+    return plan_table([(chain, guesses[chain], ledger.has(chain)) for chain in chains], jobs)
+
+
+def run_comparison(
+    run: Path, settings: Settings, *, jobs: int, report: Path, command: str, stop_after: float | None = None
+) -> Path:
+    """Run every chain of `settings` that the ledger lacks, recording each in the ledger as it finishes, and write
+    the report; with `stop_after` (minutes), start no chain whose estimate ends past that time. Returns the
+    report's path."""
+    started, start = datetime.datetime.now(datetime.UTC), time.monotonic()
+    ledger = open_ledger(run, settings, report)
+    finished = 0
     try:
-        if not settings.ablate and not settings.sweep:  # ablations and sweeps compare accuracy only
-            print(f"cost of one step ({len(backbones)} backbones × sparse, dense reference)", flush=True)
-            run_steps(measurement_steps(run, settings, backbones), jobs=1)
-        if settings.minutes is not None:
-            print(f"calibration ({len(planned)} variants, {settings.minutes:g} min each)", flush=True)
-            run_steps([calibration_step(run, v.pretraining) for v in planned], jobs=jobs)
+        calibrate(run, settings, ledger, jobs)
         variants = budgeted(run, settings)
-        print(f"pretraining and evaluation ({len(variants)} variants, random init, × {len(seeds)} seeds)", flush=True)
-        run_chains(training_chains(run, settings, variants, backbones), jobs=jobs)
+        chains = plan_chains(settings, variants, plan_backbones(settings.variants()))
+        ledger.restore(run, chains)
+        recorded = settings.as_dict()
+        for chain in chains:  # finished in this run folder by a session before the ledger recorded it
+            if not ledger.has(chain) and all(step.result.exists() for step in chain_steps(run, settings, chain)):
+                ledger.record_chain(run, chain, recorded, {"pretrain": None, "evaluate": None})
+        todo = [chain for chain in chains if not ledger.has(chain)]
+        guesses = estimates(run, settings, ledger, todo) if stop_after is not None else {}
+        seeds = len(settings.seeds)
+        print(f"pretraining and evaluation ({len(variants)} variants, random init, × {seeds} seeds): "
+              f"{len(todo)} of {len(chains)} chains to run", flush=True)  # fmt: skip
+
+        def may_start(index: int) -> bool:
+            if stop_after is None:
+                return True
+            guess = guesses[todo[index]]
+            left = stop_after * 60 - (time.monotonic() - start)
+            if guess is not None and guess.seconds <= left:
+                return True
+            needs = "an unknown time" if guess is None else f"~{guess.seconds / 60:.1f} min"
+            print(f"  not started: {todo[index].tag} seed {todo[index].seed} needs {needs}, "
+                  f"{max(0.0, left) / 60:.1f} min left (--stop-after)", flush=True)  # fmt: skip
+            return False
+
+        def done(index: int, seconds: list[float | None]) -> None:
+            nonlocal finished
+            chain = todo[index]
+            names = ["pretrain", "evaluate"] if chain.pretraining is not None else ["evaluate"]
+            ledger.record_chain(run, chain, recorded, dict(zip(names, seconds)))
+            finished += 1
+
+        run_chains([chain_steps(run, settings, chain) for chain in todo], jobs=jobs, may_start=may_start,
+                   finished=done)  # fmt: skip
     finally:  # an interrupted session's time counts too
-        minutes = record_session(run, time.monotonic() - start) / 60
-    timing = f"Wall time of the command: **{minutes:.1f} min** (every session of this run folder together)."
-    return write_report(run, settings, report, command, timing)
+        ledger.record_session(started, time.monotonic() - start, finished)
+    return write_report(run, settings, report, command, ledger)
 
 
-def progress(run: Path, settings: Settings) -> str:
-    """How many calibrations, pretraining runs and evaluations of `settings` have finished in `run`."""
-    planned, seeds = settings.variants(), settings.seeds
-    variants = budgeted(run, settings)
-    pretrained = sum(pretraining_path(run, v.pretraining, s).exists() for v in variants for s in seeds)
-    evaluated = sum(evaluation_path(run, v.pretraining.name, s).exists() for v in variants for s in seeds)
-    tags = [] if settings.sweep else [random_init_tag(n, settings.base.input_size) for n in plan_backbones(planned)]
-    evaluated += sum(evaluation_path(run, tag, s).exists() for tag in tags for s in seeds)
-    total = len(planned) * len(seeds)
-    text = (
-        f"{pretrained} of {total} pretraining runs and {evaluated} of {total + len(tags) * len(seeds)} "
-        "evaluations finished"
-    )
+def progress(run: Path, settings: Settings, ledger: Ledger) -> tuple[int, int]:
+    """(chains in the ledger, chains planned) for `settings`; chains wait for their calibration to be planned."""
+    planned = settings.variants()
+    chains = plan_chains(settings, budgeted(run, settings), plan_backbones(planned))
+    uncalibrated = 0
     if settings.minutes is not None:
-        calibrated = sum(calibration_path(run, v.pretraining).exists() for v in planned)
-        text = f"{calibrated} of {len(planned)} calibrations, " + text
+        uncalibrated = sum(not calibration_path(run, v.pretraining).exists() for v in planned) * len(settings.seeds)
+    return sum(ledger.has(chain) for chain in chains), len(chains) + uncalibrated
+
+
+def report_from_ledger(settings: Settings, report: Path, command: str, out: Path) -> Path:
+    """Write the whole report from the ledger alone (no run folder needed: it is rebuilt in a temporary folder)."""
+    ledger = Ledger(ledger_folder(report))
+    if not (ledger.folder / "settings.json").exists():
+        raise SettingsMismatchError(f"no ledger at {ledger.folder}: run the comparison first (same --report)")
+    check_settings(ledger.folder, settings)
+    with tempfile.TemporaryDirectory() as folder:
+        run = Path(folder)
+        ledger.restore(run, [])
+        ledger.restore(run, plan_chains(settings, budgeted(run, settings), plan_backbones(settings.variants())))
+        return write_report(run, settings, report, command, ledger, shown_run=out)
+
+
+def timing_text(run: Path, settings: Settings, ledger: Ledger) -> str:
+    """Machine time across the ledger's chunks, or how far a partial run has come."""
+    done, total = progress(run, settings, ledger)
+    minutes = sum(session["minutes"] for session in ledger.sessions())
+    chunks = len(ledger.sessions())
+    text = f"Machine time: **{minutes:.1f} min** in {chunks} chunk{'' if chunks == 1 else 's'} (table at the end)."
+    if done < total:
+        text = f"**Partial report**: {done} of {total} chains in the ledger. " + text
     return text
-
-
-def report_so_far(run: Path, settings: Settings, report: Path, command: str) -> Path:
-    """Write the report from whatever has finished, marked as partial (a run may still be going)."""
-    check_settings(run, settings)
-    timing = f"**Partial report**, written while the run was unfinished: {progress(run, settings)}."
-    return write_report(run, settings, report, command, timing)
 
 
 def evaluation_description(evaluation: Evaluation, backbones: list[str]) -> str:
@@ -295,8 +373,11 @@ def precision(setting: Pretraining) -> str:
     return "bf16 autocast (`tools/train.py --amp`)" if setting.amp else "fp32"
 
 
-def write_report(run: Path, settings: Settings, report: Path, command: str, timing: str) -> Path:
-    """Gather every result in `run` into `report` (markdown) and its plots in a folder named after it."""
+def write_report(
+    run: Path, settings: Settings, report: Path, command: str, ledger: Ledger, shown_run: Path | None = None
+) -> Path:
+    """Gather every result in `run` into `report` (markdown) and its plots in a folder named after it; the timing,
+    the machine and the chunks come from `ledger`, `shown_run` is the run folder the report names."""
     variants = budgeted(run, settings)
     seeds = list(settings.seeds)
     base, evaluation = settings.base, settings.evaluation
@@ -309,7 +390,8 @@ def write_report(run: Path, settings: Settings, report: Path, command: str, timi
         "the evaluation)",
         budget_description(settings, variants),
         f"evaluation: {evaluation_description(evaluation, plan_backbones(settings.variants()))}",
-        f"run folder: `{run}` (checkpoints, logs, per-step JSON)",
+        f"run folder: `{shown_run or run}` (checkpoints, logs; not kept); ledger: `{ledger.folder}` (one JSON per "
+        "finished chain, the report's source)",
     ]
     summaries = run_recipes(run, variants, seeds[0])
     if settings.ablate and "baseline" in summaries:
@@ -317,7 +399,10 @@ def write_report(run: Path, settings: Settings, report: Path, command: str, timi
         lines.insert(2, f"baseline pretraining: mask ratio {baseline.mask_ratio:g} of 32-px units; decoder "
                         f"{baseline.decoder}; target {baseline.target}; {baseline.loss} on masked units; AdamW lr "
                         f"{baseline.lr:.2e}, {baseline.warmup_iters} warm-up iterations then cosine")  # fmt: skip
-    text = report_text(run, settings, variants, results, protocols, folder, command, timing, lines)
+    timing = timing_text(run, settings, ledger)
+    machines = sorted({session["machine"] for session in ledger.sessions()}) or [machine_description()]
+    text = report_text(run, settings, variants, results, protocols, folder, command, timing, lines, machines)
+    text += chunk_section(ledger) + reading_section(folder)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(text)
     return report
@@ -333,18 +418,20 @@ def report_text(
     command: str,
     timing: str,
     lines: list[str],
+    machines: list[str],
 ) -> str:
     """The markdown of the kind of report `settings` asks for."""
+    machine = "; ".join(machines)
     seeds, base = list(settings.seeds), settings.base
     if settings.sweep:
-        preamble = header("Per-family pretraining sweep (CPU)", command, machine_description(), timing, lines)
+        preamble = header("Per-family pretraining sweep (CPU)", command, machine, timing, lines)
         defaults = {name: default_label(settings, name) for name in settings.backbones}
         split = "validation split" if settings.evaluation.evaluate_on == "validation" else "test split"
         return sweep_report(results, protocols, defaults, split, folder, preamble)
     if settings.ablate:
         backbone = base.backbone
         lines.insert(0, f"backbone: {backbone}, hiermae {'sparse' if base.sparse else 'dense reference'} path")
-        preamble = header(f"hiermae ablations on {backbone} (CPU)", command, machine_description(), timing, lines)
+        preamble = header(f"hiermae ablations on {backbone} (CPU)", command, machine, timing, lines)
         random_init = gather_random_init(run, backbone, base.input_size, seeds)
         return ablation_report(results, random_init, protocols, list(settings.ablate), folder, preamble)
     backbones = plan_backbones(settings.variants())
@@ -357,11 +444,43 @@ def report_text(
     random_init = {name: gather_random_init(run, name, base.input_size, seeds) for name in backbones}
     random_curves = {name: gather_curves(run, random_init_tag(name, base.input_size), seeds) for name in backbones}
     recipes = run_recipes(run, variants, seeds[0])
+    main = [r for r in results if r.variant.group != "budget"]
     title = "ViT, Swin, ConvNeXt and ResNet pretrained by hiermae, each with its family's recipe (CPU)"
     if not settings.family_recipes:
         title = "ViT, Swin, ConvNeXt and ResNet under one masked-pretraining recipe (CPU)"
-    preamble = header(title, command, machine_description(), timing, lines)
-    return comparison_report(results, random_init, measurements, protocols, folder, preamble, recipes, random_curves)
+    preamble = header(title, command, machine, timing, lines)
+    text = comparison_report(main, random_init, measurements, protocols, folder, preamble, recipes, random_curves)
+    curve = [r for r in results if r.variant.group == "budget"]
+    if curve:
+        backbone = curve[0].variant.pretraining.backbone
+        points = [(r.variant.minutes, r) for r in curve]
+        points += [(settings.minutes, r) for r in main if r.variant.pretraining.backbone == backbone]
+        text += budget_curve_section(backbone, sorted(points, key=lambda p: p[0]), random_init[backbone], folder)
+    return text
+
+
+def reading_section(folder: Path) -> str:
+    """The hand-written reading of the results, kept in `<report folder>/reading.md` so regenerating the report
+    keeps it."""
+    path = folder / "reading.md"
+    if path.exists():
+        return "\n## Reading (written by hand)\n\n" + path.read_text().strip() + "\n"
+    return f"\n## Reading (written by hand)\n\nNot written yet: put it in `{path}`; the report includes it.\n"
+
+
+def chunk_section(ledger: Ledger) -> str:
+    """The chunks (sessions) that produced the ledger: start, minutes, chains finished, load average at the end."""
+    sessions = ledger.sessions()
+    lines = ["", "## Machine time by chunk", "",
+             "| chunk | started (UTC) | minutes | chains finished | load average at the end (1, 5, 15 min) | commit |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for number, session in enumerate(sessions, 1):
+        loads = ", ".join(f"{x:.1f}" for x in session["load_average_at_end"])
+        lines.append(f"| {number} | {session['started']} | {session['minutes']:.1f} | {session['chains_finished']} "
+                     f"| {loads} | `{session['commit']}` |")  # fmt: skip
+    total = sum(session["minutes"] for session in sessions)
+    lines += ["", f"Total: **{total:.1f} min** of machine time in {len(sessions)} chunks.", ""]
+    return "\n".join(lines)
 
 
 def run_recipes(run: Path, variants: list[Variant], seed: int) -> dict[str, RecipeSummary]:

@@ -72,6 +72,22 @@ def finetune_curves(panels: dict[str, list[tuple[str, dict[int, list[dict]]]]], 
     save(figure, path)
 
 
+def gain_curve(series: dict[str, list[tuple[float, Spread]]], backbone: str, path: Path) -> None:
+    """Gain over random init (points) against pretraining minutes, one line per protocol, error bars one std."""
+    figure, axes = plt.subplots(figsize=(6.5, 4.5))
+    for protocol, points in series.items():
+        if points:
+            minutes, gains = [m for m, _ in points], [100 * s.mean for _, s in points]
+            errors = [100 * s.std for _, s in points]
+            axes.errorbar(minutes, gains, yerr=errors, marker="o", capsize=3, label=PROTOCOL_NAMES[protocol])
+    axes.axhline(0.0, color="grey", linewidth=0.8)
+    axes.set(xlabel="pretraining minutes per run", ylabel="gain over random init (points)",
+             title=f"{backbone}: gain against pretraining budget")  # fmt: skip
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=8)
+    save(figure, path)
+
+
 def accuracy_bars(rows: list[tuple[str, dict[str, Spread]]], protocols: list[str], path: Path) -> None:
     """Grouped bars: for each protocol, one bar per row (e.g. backbone × init), error bars one std."""
     figure, axes = plt.subplots(figsize=(max(7, 1.2 * len(rows) * len(protocols) / 2), 4.5))

@@ -271,6 +271,33 @@ def comparison_report(
     return "\n".join(lines) + "\n"
 
 
+def budget_curve_section(
+    backbone: str,
+    points: list[tuple[float, VariantResults]],
+    random_init: dict[str, dict[int, float]],
+    folder: Path,
+) -> str:
+    """Markdown and plot of the gain over random init against pretraining minutes, per protocol, for one backbone
+    (`points`: each budget in minutes with its results, shortest first)."""
+    protocols = [p for p in ("knn", "linear", "finetune") if any(r.spread(p).values for _, r in points)]
+    random = {p: Spread(tuple(random_init.get(p, {}).values())) for p in protocols}
+    lines = ["", f"## Pretraining budget curve: {backbone}", "",
+             "Gain over random init of the same backbone (points, mean over seeds) against the minutes of "
+             "pretraining per run.", "",
+             f"| minutes | iterations | {accuracy_columns(protocols)} |",
+             "|---|---|" + "---|" * len(protocols)]  # fmt: skip
+    series: dict[str, list[tuple[float, Spread]]] = {p: [] for p in protocols}
+    for minutes, result in points:
+        cells = " | ".join(gain_text(result.spread(p), random[p]) for p in protocols)
+        lines.append(f"| {minutes:g} | {result.variant.pretraining.iters} | {cells} |")
+        for p in protocols:
+            if result.spread(p).values and random[p].values:
+                series[p].append((minutes, Spread(tuple(v - random[p].mean for v in result.spread(p).values))))
+    plots.gain_curve(series, backbone, folder / "budget_curve.png")
+    lines += ["", *image_links(folder, ["budget_curve"]), ""]
+    return "\n".join(lines) + "\n"
+
+
 def sweep_report(
     results: list[VariantResults],
     protocols: list[str],

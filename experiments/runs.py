@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from experiments.plan import ROOT, Pretraining
+from experiments.plan import LOG_INTERVAL, ROOT, Pretraining
 from hiermae.downstream.finetune import FineTuneRecipe
 from hiermae.utils import write_json
 
@@ -49,7 +49,8 @@ def run_step(step: Step, threads: int) -> float:
     if step.result.exists():
         return 0.0
     step.log.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT))
+    path = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)]))  # an installed hiermae first
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONPATH=path)
     start = time.monotonic()
     with open(step.log, "a") as log:
         print(f"$ {' '.join(step.command)}", file=log, flush=True)
@@ -63,25 +64,43 @@ def run_step(step: Step, threads: int) -> float:
     return time.monotonic() - start
 
 
-def run_chains(chains: Sequence[Sequence[Step]], jobs: int, cpus: int | None = None) -> None:
+def run_chains(
+    chains: Sequence[Sequence[Step]],
+    jobs: int,
+    cpus: int | None = None,
+    *,
+    may_start: Callable[[int], bool] | None = None,
+    finished: Callable[[int, list[float | None]], None] | None = None,
+) -> None:
     """Run chains of steps `jobs` chains at a time; a chain's steps run in order (an evaluation after the
     pretraining it reads), so results arrive per chain rather than per phase. Finished steps are skipped and
-    the first failure cancels the chains not yet started."""
-    pending = [[step for step in chain if not step.result.exists()] for chain in chains]
-    pending = [chain for chain in pending if chain]
+    the first failure cancels the chains not yet started.
+
+    `may_start(i)` is asked just before chain i would start (False: it is left out, e.g. past a deadline);
+    `finished(i, seconds)` is called when all its steps are done, with each step's wall seconds (None: done
+    before)."""
     total = sum(len(chain) for chain in chains)
-    skipped = total - sum(len(chain) for chain in pending)
+    skipped = sum(step.result.exists() for chain in chains for step in chain)
     if skipped:
         print(f"  {skipped} of {total} steps already done (resuming)", flush=True)
     threads = max(1, (cpus or os.cpu_count() or 1) // max(1, jobs))
 
-    def run_chain(chain: list[Step]) -> None:
+    def run_chain(index: int) -> None:
+        chain = chains[index]
+        if all(step.result.exists() for step in chain) or (may_start is not None and not may_start(index)):
+            return
+        seconds: list[float | None] = []
         for step in chain:
-            seconds = run_step(step, threads)
-            print(f"  done {step.name} ({seconds:.0f} s)", flush=True)
+            if step.result.exists():
+                seconds.append(None)
+                continue
+            seconds.append(run_step(step, threads))
+            print(f"  done {step.name} ({seconds[-1]:.0f} s)", flush=True)
+        if finished is not None:
+            finished(index, seconds)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(run_chain, chain) for chain in pending]
+        futures = [pool.submit(run_chain, index) for index in range(len(chains))]
         try:
             for future in as_completed(futures):
                 future.result()
@@ -127,8 +146,7 @@ def pretrain_step(run: Path, pretraining: Pretraining, seed: int, folder: str = 
 
 def calibration_step(run: Path, pretraining: Pretraining) -> Step:
     """A `CALIBRATION_ITERS`-iteration run of the setting; the result is its median seconds per iteration."""
-    short = replace(pretraining, iters=CALIBRATION_ITERS)
-    step = pretrain_step(run, short, seed=0, folder="calibrate")
+    step = pretrain_step(run, calibration_setting(pretraining), seed=0, folder="calibrate")
     work_dir = step.result.parent
 
     def collect() -> dict:
@@ -142,15 +160,22 @@ def calibration_step(run: Path, pretraining: Pretraining) -> Step:
 
 
 def calibration_path(run: Path, pretraining: Pretraining) -> Path:
-    return run / "calibrate" / replace(pretraining, iters=CALIBRATION_ITERS).name / "calibration.json"
+    """Where the calibration of `pretraining` lands: one per setting, whatever its budget or lr scale (neither
+    changes the cost of an iteration)."""
+    return run / "calibrate" / calibration_setting(pretraining).name / "calibration.json"
+
+
+def calibration_setting(pretraining: Pretraining) -> Pretraining:
+    return replace(pretraining, iters=CALIBRATION_ITERS, lr_scale=1.0)
 
 
 def budget_iters(run: Path, pretraining: Pretraining, minutes: float) -> int | None:
-    """Iterations that fill `minutes` of training at the calibrated speed, or None before calibration."""
+    """Iterations that fill `minutes` of training at the calibrated speed, or None before calibration; at least two
+    logged windows, so a run has a warm-up, a decay and a loss curve."""
     path = calibration_path(run, pretraining)
     if not path.exists():
         return None
-    return max(1, int(minutes * 60 / read_json(path)["seconds_per_iter"]))
+    return max(2 * LOG_INTERVAL, int(minutes * 60 / read_json(path)["seconds_per_iter"]))
 
 
 def final_checkpoint(work_dir: Path, pretraining: Pretraining) -> Path:

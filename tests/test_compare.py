@@ -15,9 +15,9 @@ from experiments.comparison import (
     Settings,
     SettingsMismatchError,
     check_settings,
-    report_so_far,
     write_report,
 )
+from experiments.ledger import Ledger
 from experiments.plan import Pretraining, ablation_plan, comparison_plan, family_recipe, sweep_plan
 from experiments.recipes import summarize
 from experiments.results import Spread, random_init_tag
@@ -143,14 +143,21 @@ def fake_results(run: Path, config: Settings, accuracy: dict[str, float], gain: 
             write_json(measurement_path(run, name, sparse, **comparison.measured_setting(config, name)), figures)
 
 
+def ledger_of(tmp_path: Path, minutes: float = 12.0) -> Ledger:
+    """A ledger with one chunk of `minutes`."""
+    ledger = Ledger(tmp_path / "ledger")
+    ledger.record_session(comparison.datetime.datetime(2026, 12, 4), minutes * 60, 1)
+    return ledger
+
+
 def test_comparison_report_tables_and_plots(tmp_path):
     config = settings(evaluation=Evaluation(protocols=("knn", "linear")))
     fake_results(tmp_path / "run", config, {"knn": 0.5, "linear": 0.6}, gain=0.1)
     report = write_report(
-        tmp_path / "run", config, tmp_path / "out" / "report.md", "python tools/compare.py", "12 min."
+        tmp_path / "run", config, tmp_path / "out" / "report.md", "python tools/compare.py", ledger_of(tmp_path)
     )
     text = report.read_text()
-    assert "python tools/compare.py" in text and "12 min." in text
+    assert "python tools/compare.py" in text and "Machine time: **12.0 min** in 1 chunk" in text
     assert "| resnet18 | 11.0 | 0.40 | 0.10 + 0.05 | 0.25 | 0.45 | 40.0 | 10.0 | 4.00× | 3.00× | 100 | 300 |" in text
     assert "median of 3 timed steps; within one measurement a step was up to 25% away from its median" in text
     assert "| resnet18 | random | 50.0 ± 0.0 | 60.0 ± 0.0 |" in text
@@ -171,22 +178,12 @@ def test_ablation_report_checks_claims_against_the_baseline(tmp_path):
     for seed in config.seeds:
         write_json(evaluation_path(run, dense.pretraining.name, seed), {"linear": 0.5})
     text = write_report(
-        run, config, tmp_path / "ablation.md", "python tools/compare.py --ablate sparse", 3.0
+        run, config, tmp_path / "ablation.md", "python tools/compare.py --ablate sparse", ledger_of(tmp_path)
     ).read_text()
     assert "| sparse=True (baseline) | 0.250 ± 0.000 | 70.5 ± 0.7 |" in text
     assert "| sparse=False | 0.250 ± 0.000 | 50.0 ± 0.0 |" in text
     assert "| sparse pretraining of a CNN beats the dense masked reference |" in text
     assert text.count("| reproduced |") == 1
-
-
-def test_a_partial_report_counts_what_has_finished(tmp_path):
-    config = settings(evaluation=Evaluation(protocols=("knn",)))
-    run = tmp_path / "run"
-    write_json(pretraining_path(run, config.base, 0), {"losses": [[1, 1.0]], "checkpoint": "x.pth"})
-    write_json(evaluation_path(run, random_init_tag("resnet18", 64), 1), {"knn": 0.3})
-    text = report_so_far(run, config, tmp_path / "partial.md", "python tools/compare.py").read_text()
-    assert "**Partial report**, written while the run was unfinished: 1 of 2 pretraining runs and 1 of 4" in text
-    assert "| resnet18 | random | 30.0 ± 0.0 |" in text
 
 
 def test_a_backbone_whose_family_has_no_recipe_is_named(monkeypatch):
@@ -221,7 +218,8 @@ def test_compare_end_to_end_then_resumes_without_rework(tmp_path):
     assert calibrated["seconds_per_iter"] > 0
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("already done (resuming)") == 3 and "done pretrain" not in again.stdout
+    assert "0 of 4 chains to run" in again.stdout and "done pretrain" not in again.stdout
+    assert len(list((tmp_path / "r" / "runs" / "chains").glob("*/seed*.json"))) == 4  # the ledger beside the report
 
 
 def test_a_chain_runs_in_order_and_a_failure_stops_the_rest_of_its_chain(tmp_path):
@@ -263,13 +261,13 @@ def test_each_family_starts_from_its_recipe_and_overrides_only_what_it_names(tmp
     assert changed.weight_decay == summary.weight_decay and changed.betas == summary.betas
 
 
-def test_sweep_plan_is_a_grid_per_family_on_its_recipe():
+def test_sweep_plan_tries_each_disputed_value_once_from_each_recipe():
     variants = sweep_plan(["resnet18", "vit_tiny_patch16_224"], Pretraining("resnet18", mask_ratio=None))
-    assert len(variants) == 8 and [v.group for v in variants] == ["resnet18"] * 4 + ["vit_tiny_patch16_224"] * 4
-    assert {(v.pretraining.mask_ratio, v.pretraining.lr_scale) for v in variants[:4]} == {
-        (0.6, 0.25), (0.6, 1.0), (0.75, 0.25), (0.75, 1.0)}  # fmt: skip
-    assert variants[5].pretraining.recipe == family_recipe("vit_tiny_patch16_224")
-    assert len({v.pretraining.name for v in variants}) == 8
+    assert len(variants) == 6 and [v.group for v in variants] == ["resnet18"] * 3 + ["vit_tiny_patch16_224"] * 3
+    points = [(v.pretraining.mask_ratio, v.pretraining.lr_scale) for v in variants]
+    assert points == [(0.6, 1.0), (0.75, 1.0), (0.6, 0.25), (0.75, 1.0), (0.6, 1.0), (0.75, 0.25)]  # recipe first
+    assert variants[4].pretraining.recipe == family_recipe("vit_tiny_patch16_224")
+    assert len({v.pretraining.name for v in variants}) == 6
 
 
 def test_training_log_adds_each_interval_and_a_calibration_sets_the_budget(tmp_path):
@@ -312,7 +310,9 @@ def test_equal_time_report_shows_recipes_budget_goals_and_finetuning_curves(tmp_
         for tag, start in ((budgeted_variant.pretraining.name, 1.0), (random_init_tag("resnet18", 64), 1.5)):
             curve = [{"epoch": e, "loss": start / e, "lr": 0.1, "seconds": e} for e in range(1, 9)]
             write_json(evaluation_path(run, tag, seed).parent / "finetune" / "curve.json", curve)
-    text = write_report(run, config, tmp_path / "r.md", "python tools/compare.py --minutes 0.5", "1 min.").read_text()
+    text = write_report(
+        run, config, tmp_path / "r.md", "python tools/compare.py --minutes 0.5", ledger_of(tmp_path)
+    ).read_text()
     assert "**0.5 min of training per run**" in text and "a fixed stratified 1000 training images" in text
     assert "| resnet18 | 0.6 | 9.38e-05 (1.20e-02 × 2/256) | 0.04 | (0.9, 0.95) | 2 of 20 | unet (width 256) |" in text
     assert "| resnet18 | gain | +5.5 (beyond noise) | +5.5 (beyond noise) | +5.5 (beyond noise) |" in text
@@ -333,7 +333,8 @@ def test_sweep_report_lists_every_seed_and_weighs_the_best_against_the_recipe(tm
             write_json(
                 evaluation_path(run, variant.pretraining.name, seed), {"linear": 0.6 + 0.05 * index + seed / 100}
             )
-    text = write_report(run, config, tmp_path / "sweep.md", "python tools/compare.py --sweep", "2 min.").read_text()
-    assert "| mask_ratio=0.6, lr×1 (recipe) | 4 | 0.500 ± 0.000 | 65.0, 66.0 (65.5 ± 0.7) |" in text
+    command = "python tools/compare.py --sweep"
+    text = write_report(run, config, tmp_path / "sweep.md", command, ledger_of(tmp_path)).read_text()
+    assert "| mask_ratio=0.6, lr×1 (recipe) | 4 | 0.500 ± 0.000 | 60.0, 61.0 (60.5 ± 0.7) |" in text
     assert "Selection metric: linear probe top-1 on the test split." in text  # as configured here
-    assert "**mask_ratio=0.75, lr×1** leads the recipe's default by +10.0 points (beyond noise)" in text
+    assert "**mask_ratio=0.6, lr×0.25** leads the recipe's default by +10.0 points (beyond noise)" in text

@@ -6,7 +6,8 @@
                             [--protocols knn linear finetune] [--labelled 1000 | --train-limit N] [--test-limit N]
                             [--evaluate-on test|validation] [--linear-epochs 100] [--finetune-epochs 20]
                             [--jobs 2] [--ablate mask_ratio target sparse decoder] [--ablate-backbone NAME]
-                            [--sweep] [--report-only]
+                            [--sweep] [--budget-curve MIN ...] [--budget-backbone NAME]
+                            [--plan | --report-only] [--stop-after MINUTES]
 
 Default: resnet18, convnext_atto, swin_tiny and vit_tiny pretrained by hiermae's sparse path on Fashion-MNIST, each
 from its family's recipe (`configs/pretrain/*_96px_fashionmnist.py`; `--recipes shared` gives all of them the
@@ -15,8 +16,16 @@ iterations; each step's cost (parameters, FLOPs, throughput, peak memory) agains
 linear-probe and fine-tuning top-1 of every pretrained encoder and of random init of the same backbone over the
 seeds, in the low-label regime (`--labelled` stratified training images, all 10 k test images). With --ablate the
 variants are the ablation axes on one backbone; with --sweep, each family's grid of mask ratio × lr scale, scored
-on a validation split of the training images. Rerunning the same command resumes a partly finished run.
-The report (markdown) and its PNG plots (in a folder named after the report) go to --report.
+on a validation split of the training images. --budget-curve adds shorter budgets of one backbone, for the curve
+of gain against pretraining minutes.
+
+Every finished chain (a pretraining run and its evaluation, or an evaluation of random init) lands as a small JSON
+file in the report's ledger, `<report folder>/runs/`, meant to be committed: rerunning the same command, in any
+session and any run folder, runs only the chains the ledger lacks. --stop-after M starts no chain that its
+estimate says cannot finish within M minutes of the command's start (commit the ledger, rerun later); --plan
+calibrates, then prints every chain with its estimated minutes and the total, and trains nothing; --report-only
+rebuilds the report from the ledger alone. The report (markdown) and its PNG plots (in a folder named after the
+report) go to --report.
 """
 
 import argparse
@@ -25,7 +34,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the harness (experiments/) lives in the checkout
-from experiments.comparison import Settings, report_so_far, run_comparison  # noqa: E402
+from experiments.comparison import Settings, report_from_ledger, run_comparison, show_plan  # noqa: E402
 from experiments.plan import ABLATIONS, DECODERS, DEFAULT_BACKBONES, Pretraining, family_recipe  # noqa: E402
 from experiments.runs import Evaluation  # noqa: E402
 from hiermae.backbones import check_backbone_name  # noqa: E402
@@ -64,8 +73,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ablate", nargs="+", choices=list(ABLATIONS), default=[], help="ablation axes")
     parser.add_argument("--ablate-backbone", default="convnext_atto", help="the backbone the ablations use")
     parser.add_argument("--sweep", action="store_true", help="sweep each family's mask ratio × lr scale")
+    parser.add_argument("--budget-curve", nargs="+", type=float, default=[],
+                        help="extra pretraining budgets (minutes) of one backbone, for the gain curve")  # fmt: skip
+    parser.add_argument("--budget-backbone", help="the backbone of --budget-curve (default: the first of --backbones)")
+    parser.add_argument("--stop-after", type=float, metavar="MINUTES",
+                        help="start no chain whose estimate ends later than MINUTES after the start")  # fmt: skip
+    parser.add_argument("--plan", action="store_true", help="calibrate, print every chain's estimated minutes, stop")
     parser.add_argument(
-        "--report-only", action="store_true", help="only write a (partial) report from the steps finished so far"
+        "--report-only", action="store_true", help="only write the report, from the ledger alone (no run folder)"
     )
     return parser.parse_args(argv)
 
@@ -86,6 +101,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
     overrides = dict(mask_ratio=args.mask_ratio, decoder=args.decoder, target=args.target)
     if not family:
         overrides = {key: SHARED_DEFAULTS[key] if value is None else value for key, value in overrides.items()}
+    if args.budget_curve and (args.minutes is None or args.ablate or args.sweep):
+        raise SystemExit("compare: --budget-curve adds wall-time budgets to a backbone comparison: give --minutes")
+    if args.budget_backbone is not None and args.budget_backbone not in backbones:
+        raise SystemExit(f"compare: --budget-backbone {args.budget_backbone} is not one of --backbones")
     if args.sweep and overrides["mask_ratio"] is not None:
         raise SystemExit("compare: --sweep varies the mask ratio itself; drop --mask-ratio")
     base = Pretraining(
@@ -101,8 +120,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         finetune=FineTuneRecipe(epochs=epochs, warmup_epochs=max(1, epochs // 10) if epochs > 1 else 0),
     )  # fmt: skip
     return Settings(
-        tuple(backbones), tuple(args.seeds), base, evaluation, tuple(args.ablate), args.minutes, family, args.sweep
-    )
+        tuple(backbones), tuple(args.seeds), base, evaluation, tuple(args.ablate), args.minutes, family, args.sweep,
+        tuple(args.budget_curve), args.budget_backbone if args.budget_curve else None,
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -110,12 +130,35 @@ def main(argv: list[str] | None = None) -> None:
     settings = settings_from(args)
     out = Path(args.out)
     report = Path(args.report) if args.report else out / "report.md"
-    command = "python tools/compare.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    given = sys.argv[1:] if argv is None else argv
+    command = "python tools/compare.py " + shlex.join(without_session_options(given))
+    if args.plan and args.report_only:
+        raise SystemExit("compare: --plan and --report-only are different actions; pick one")
+    if args.plan:
+        print(show_plan(out, settings, jobs=args.jobs, report=report))
+        return
     if args.report_only:
-        written = report_so_far(out, settings, report, command.replace(" --report-only", ""))
+        written = report_from_ledger(settings, report, command, out)
     else:
-        written = run_comparison(out, settings, jobs=args.jobs, report=report, command=command)
+        written = run_comparison(out, settings, jobs=args.jobs, report=report, command=command,
+                                 stop_after=args.stop_after)  # fmt: skip
     print(f"report: {written}")
+
+
+def without_session_options(argv: list[str]) -> list[str]:
+    """The command line without the options that only steer one session (--report-only, --plan, --stop-after M),
+    so every chunk's report shows the same command."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--report-only", "--plan"):
+            continue
+        elif arg == "--stop-after":
+            skip = True
+        elif not arg.startswith("--stop-after="):
+            kept.append(arg)
+    return kept
 
 
 if __name__ == "__main__":
