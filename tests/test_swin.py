@@ -18,11 +18,12 @@ SMALL = dict(embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4))
 SMALL_CONFIGS = {"window4_128px": (128, dict(SMALL, window_size=4)), "window7_64px": (64, dict(SMALL, window_size=7))}
 
 
-def small_encoder(config: str, sparse: bool = True) -> SwinEncoder:
-    """A small Swin whose every weight is perturbed, so zero-initialised biases cannot hide a mistake."""
+def small_encoder(config: str, sparse: bool = True, channels: int = 3) -> SwinEncoder:
+    """A small Swin for `channels`-channel images whose every weight is perturbed, so zero-initialised biases
+    cannot hide a mistake."""
     torch.manual_seed(0)
     input_size, kwargs = SMALL_CONFIGS[config]
-    encoder = SwinEncoder(TINY, sparse=sparse, input_size=input_size, **kwargs).eval()
+    encoder = SwinEncoder(TINY, sparse=sparse, input_size=input_size, in_chans=channels, **kwargs).eval()
     with torch.no_grad():
         for parameter in encoder.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
@@ -137,26 +138,28 @@ def test_training_mode_stochastic_depth_drops_the_samples_timm_drops() -> None:
     assert max(max_errors(outputs, expected)) <= 1e-4
 
 
+@pytest.mark.parametrize("channels", [3, 1, 4])
 @pytest.mark.parametrize("mask", ["random", "blockwise", "uniform", "batch_shared"])
 @pytest.mark.parametrize("config", list(SMALL_CONFIGS))
-def test_masked_equals_per_window_brute_force(config: str, mask: str) -> None:
-    encoder = small_encoder(config)
+def test_masked_equals_per_window_brute_force(config: str, mask: str, channels: int) -> None:
+    encoder = small_encoder(config, channels=channels)
     size = encoder.input_size
-    images = torch.randn(3, 3, size, size)
+    images = torch.randn(3, channels, size, size)
     visible = MASK_GENERATORS.build({"type": mask, "mask_ratio": 0.75})(3, (size // 32, size // 32), torch.arange(3))
     with torch.no_grad():
         errors = max_errors(encoder(images, visible), swin_by_loops(encoder, images, visible))
     assert max(errors) <= 1e-4
 
 
+@pytest.mark.parametrize("channels", [3, 1, 4])
 @pytest.mark.parametrize("config", list(SMALL_CONFIGS))
-def test_shared_mask_fast_path_equals_the_per_sample_path_with_gradients(config: str) -> None:
+def test_shared_mask_fast_path_equals_the_per_sample_path_with_gradients(config: str, channels: int) -> None:
     """One plan for a batch that shares its mask (GreenMIM's path) against packing every sample (training mode,
     outputs and every parameter and input gradient); both equal the per-window brute force in the test above."""
-    encoder = small_encoder(config).train()
+    encoder = small_encoder(config, channels=channels).train()
     size = encoder.input_size
     visible = MASK_GENERATORS.build({"type": "batch_shared", "mask_ratio": 0.75})(3, (size // 32,) * 2, torch.arange(3))
-    images = torch.randn(3, 3, size, size)
+    images = torch.randn(3, channels, size, size)
     weights = [torch.randn(3, c, size // s, size // s) for c, s in zip(encoder.out_channels, encoder.out_strides)]
     results = []
     for share_masks in (True, False):
