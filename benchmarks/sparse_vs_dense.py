@@ -1,7 +1,7 @@
 """Sparse encoders against their dense reference (`sparse=False`) in the same run: time, peak memory, FLOPs.
 
     python benchmarks/sparse_vs_dense.py --backbones resnet50,convnext_tiny --input 224 --batch 8 \
-        --mask-ratio 0.75 [--device cpu|cuda] [--json FILE]
+        --mask-ratio 0.75 [--in-chans 3] [--device cpu|cuda] [--json FILE]
 
 For each backbone and mode, in training mode:
 - time: encoder forward + backward (loss = Σ mean of the stage maps), median of `--repeats` runs after warm-up,
@@ -31,11 +31,18 @@ from hiermae.model.flops import count_flops
 from hiermae.utils.resources import step_peak_rss_bytes
 
 
-def make_inputs(batch: int, size: int, ratio: float, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded images and random-mask visible map."""
-    images = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+def make_inputs(
+    batch: int, size: int, ratio: float, device: str, channels: int = 3
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded `channels`-channel images and random-mask visible map."""
+    images = torch.randn(batch, channels, size, size, generator=torch.Generator().manual_seed(0)).to(device)
     visible = RandomMask(ratio)(batch, (size // 32, size // 32), torch.arange(batch)).to(device)
     return images, visible
+
+
+def encoder_for(args: argparse.Namespace, name: str, sparse: bool) -> torch.nn.Module:
+    """The encoder `name` (sparse or the dense reference) for the run's input size and channels."""
+    return build_encoder(name, sparse=sparse, input_size=args.input, in_chans=args.in_chans)
 
 
 def train_step(encoder: torch.nn.Module, images: torch.Tensor, visible: torch.Tensor, plan: object = None) -> None:
@@ -70,8 +77,8 @@ def interleaved_step_seconds(steps: dict[str, Callable[[], None]], device: str, 
 def peak_memory_bytes(args: argparse.Namespace, name: str, sparse: bool) -> int:
     """Peak memory of one step (see the module docstring for what is measured on each device)."""
     if args.device == "cuda":
-        encoder = build_encoder(name, sparse=sparse, input_size=args.input).to("cuda").train()
-        images, visible = make_inputs(args.batch, args.input, args.mask_ratio, "cuda")
+        encoder = encoder_for(args, name, sparse).to("cuda").train()
+        images, visible = make_inputs(args.batch, args.input, args.mask_ratio, "cuda", args.in_chans)
         train_step(encoder, images, visible)
         torch.cuda.synchronize()
         before = torch.cuda.memory_allocated()
@@ -80,25 +87,27 @@ def peak_memory_bytes(args: argparse.Namespace, name: str, sparse: bool) -> int:
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - before
     command = [sys.executable, __file__, "--memory-probe", name, "--sparse", str(int(sparse)),
-               "--input", str(args.input), "--batch", str(args.batch), "--mask-ratio", str(args.mask_ratio)]
+               "--input", str(args.input), "--batch", str(args.batch), "--mask-ratio", str(args.mask_ratio),
+               "--in-chans", str(args.in_chans)]
     return int(subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()[-1])
 
 
 def memory_probe(args: argparse.Namespace) -> None:
     """Subprocess body: print how far one full-size step raises the peak RSS (see `hiermae.utils.resources`)."""
     torch.set_num_threads(args.threads or torch.get_num_threads())
-    encoder = build_encoder(args.memory_probe, sparse=bool(args.sparse), input_size=args.input).train()
-    train_step(encoder, *make_inputs(2, args.input, args.mask_ratio, "cpu"))  # warm-up: allocator, library code
-    images, visible = make_inputs(args.batch, args.input, args.mask_ratio, "cpu")
+    encoder = encoder_for(args, args.memory_probe, bool(args.sparse)).train()
+    warmup = make_inputs(2, args.input, args.mask_ratio, "cpu", args.in_chans)
+    train_step(encoder, *warmup)  # warm-up: allocator, library code
+    images, visible = make_inputs(args.batch, args.input, args.mask_ratio, "cpu", args.in_chans)
     print(step_peak_rss_bytes(lambda: train_step(encoder, images, visible)))
 
 
 def measure(args: argparse.Namespace, name: str) -> dict[str, dict[str, float]]:
     """Time, memory and FLOPs of the sparse encoder and the dense reference on the same weights and mask."""
-    dense = build_encoder(name, sparse=False, input_size=args.input).to(args.device).train()
-    sparse = build_encoder(name, sparse=True, input_size=args.input).to(args.device).train()
+    dense = encoder_for(args, name, False).to(args.device).train()
+    sparse = encoder_for(args, name, True).to(args.device).train()
     sparse.load_state_dict({k: v for k, v in dense.state_dict().items() if k != "mask_token"})
-    images, visible = make_inputs(args.batch, args.input, args.mask_ratio, args.device)
+    images, visible = make_inputs(args.batch, args.input, args.mask_ratio, args.device, args.in_chans)
     encoders = {"dense": dense, "sparse": sparse}
     if args.memory_only:
         results = {mode: {"peak_mib": peak_memory_bytes(args, name, mode == "sparse") / 2**20} for mode in encoders}
@@ -131,9 +140,9 @@ def profile_step(args: argparse.Namespace, name: str, top: int = 12) -> None:
 
     on_gpu = args.device == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
-    images, visible = make_inputs(args.batch, args.input, args.mask_ratio, args.device)
+    images, visible = make_inputs(args.batch, args.input, args.mask_ratio, args.device, args.in_chans)
     for sparse in (False, True):
-        encoder = build_encoder(name, sparse=sparse, input_size=args.input).to(args.device).train()
+        encoder = encoder_for(args, name, sparse).to(args.device).train()
         train_step(encoder, images, visible)
         synchronize(args.device)
         with profile(activities=activities) as prof:
@@ -167,6 +176,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--input", type=int, default=224)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--mask-ratio", type=float, default=0.75)
+    parser.add_argument("--in-chans", type=int, default=3, help="image channels (1 grey, 3 RGB, more for bands)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
@@ -192,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     results = {name: measure(args, name) for name in args.backbones.split(",")}
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    print(f"\n{args.input} px, batch {args.batch}, mask ratio {args.mask_ratio}, {device}, torch {torch.__version__}")
+    print(f"\n{args.input} px, {args.in_chans} channels, batch {args.batch}, mask ratio {args.mask_ratio}, {device}, "
+          f"torch {torch.__version__}")
     if not args.memory_only:
         print(markdown_table(results))
     if args.json:
