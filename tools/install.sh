@@ -42,7 +42,7 @@ quiet() {
 echo "install: $part stack"
 quiet "${pip[@]}" -r requirements/core.txt
 quiet "${pip[@]}" --no-build-isolation --no-deps -e .
-check="import torch, torchvision, timm, mmengine, spconv.pytorch, fvcore, webdataset"
+check="import torch, torchvision, timm, mmengine, spconv.pytorch, fvcore, webdataset, tifffile"
 if [ "$part" = full ]; then
   quiet "${pip[@]}" setuptools wheel ninja
   # mmcv ships only as an sdist: compile its CPU ops against the venv's torch (pip caches the built wheel).

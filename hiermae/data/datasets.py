@@ -1,8 +1,8 @@
 """Datasets registered with mmengine: Fashion-MNIST (the embedded default) and a folder of the user's images
 (WebDataset shards: `hiermae.data.shards`).
 
-Each item is `{'inputs': uint8 3×S×S tensor, 'data_samples': {'index': i, 'label': y}}`; the index seeds the
-sample's mask (see `MaskedPretrainer.sample_seeds`).
+Each item is `{'inputs': uint8 C×S×S tensor, 'data_samples': {'index': i, 'label': y}}` (C: the dataset's
+`channels`, 3 by default); the index seeds the sample's mask (see `MaskedPretrainer.sample_seeds`).
 """
 
 import gzip
@@ -20,7 +20,7 @@ from mmengine.registry import DATASETS
 from torch.utils.data import Dataset
 
 from hiermae.data.file_list import IMAGE_EXTENSIONS, Listing, list_images
-from hiermae.data.images import CropReader
+from hiermae.data.images import ChannelCountError, CropReader
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_FILES = {
@@ -40,13 +40,15 @@ def read_idx(path: Path, header_bytes: int) -> np.ndarray:
 
 @DATASETS.register_module()
 class FashionMNIST(Dataset):
-    """Fashion-MNIST (Xiao et al., 2017) from the Debian package `dataset-fashion-mnist`, as RGB at `image_size`.
+    """Fashion-MNIST (Xiao et al., 2017) from the Debian package `dataset-fashion-mnist`, at `image_size`, its grey
+    value in each of `channels` channels (3: RGB, the comparison configs' setting; 1: grey as it is).
 
     Args:
         split: "train" (60 000 images) or "test" (10 000).
         image_size: side of the upsampled square images (a multiple of 32 for pretraining).
         limit: read only the first `limit` images (tests, smoke runs).
         data_root: the folder of the IDX files.
+        channels: channels of each image (every one the grey value).
     """
 
     def __init__(
@@ -55,7 +57,10 @@ class FashionMNIST(Dataset):
         image_size: int = 64,
         limit: int | None = None,
         data_root: str = FASHION_MNIST_ROOT,
+        channels: int = 3,
     ) -> None:
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"channels must be a positive integer (1: grey, 3: RGB), got {channels!r}")
         if split not in FASHION_MNIST_FILES:
             raise ValueError(f"Fashion-MNIST split must be one of {sorted(FASHION_MNIST_FILES)}, got {split!r}")
         image_file, label_file = (Path(data_root) / name for name in FASHION_MNIST_FILES[split])
@@ -69,6 +74,7 @@ class FashionMNIST(Dataset):
         self.images = torch.from_numpy(images[:count].copy())
         self.labels = torch.from_numpy(labels[:count].astype(np.int64))
         self.image_size = image_size
+        self.channels = channels
         self.metainfo = {"classes": FASHION_MNIST_CLASSES}
 
     def __len__(self) -> int:
@@ -77,7 +83,7 @@ class FashionMNIST(Dataset):
     def __getitem__(self, index: int) -> dict:
         image = self.images[index][None, None].float()
         image = F.interpolate(image, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
-        image = image[0].clamp(0, 255).round().to(torch.uint8).expand(3, -1, -1).contiguous()
+        image = image[0].clamp(0, 255).round().to(torch.uint8).expand(self.channels, -1, -1).contiguous()
         return {"inputs": image, "data_samples": {"index": index, "label": int(self.labels[index])}}
 
 
@@ -89,6 +95,8 @@ class ImageFolder(Dataset):
     puts in the work dir). A file is checked when it is read: one that cannot be decoded, PIL's decompression-bomb
     guard included, is replaced by the next readable file, counted across data-loader workers and named in the log.
     Pixels follow `hiermae.data.images` for every mode and bit depth; crops are decoded at the resolution they need.
+    `channels` picks the reader: 3 RGB, 1 grey (never through RGB), any other count multi-band TIFFs; a file of
+    another band count raises `ChannelCountError` (a setting that does not fit the data is not skipped).
     `crop='random'` (training) draws random-resized crops of `scale`; `'centre'` takes the centred square
     (evaluation: the short side resized to `image_size`, then centre-cropped). `flip` mirrors half the images with
     the worker's RNG, for fine-tuning; pretraining leaves it off and flips in `MIMDataPreprocessor`, which draws each
@@ -101,6 +109,7 @@ class ImageFolder(Dataset):
         flip: mirror half the images (fine-tuning only).
         file_list: a cache file for the listing (`tools/train.py` sets it in the work dir).
         crop: "random" (training) or "centre" (evaluation).
+        channels: channels of each image (1: grey, 3: RGB, other: TIFF bands).
     """
 
     def __init__(
@@ -111,8 +120,9 @@ class ImageFolder(Dataset):
         flip: bool = False,
         file_list: str | None = None,
         crop: str = "random",
+        channels: int = 3,
     ) -> None:
-        self.read = CropReader(image_size, tuple(scale), flip, crop)
+        self.read = CropReader(image_size, tuple(scale), flip, crop, channels)
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
@@ -165,6 +175,8 @@ class ImageFolder(Dataset):
                 continue
             try:
                 inputs = self.read(self.path(position))
+            except ChannelCountError:
+                raise  # the dataset's channels do not fit the data: a setting to fix, not a file to skip
             except Exception as error:  # any per-file failure, of any kind, must not stop a run
                 self._skip(position, error)
                 continue

@@ -4,6 +4,8 @@ A shard folder holds `shard-NNNNNN.tar` files and `manifest.json` (classes, and 
 count and first sample index), written last, so a folder with a manifest is complete. A sample is the original
 image file's bytes (`<key>.<ext>`, not re-encoded), its class (`<key>.cls`, -1 without one) and its source path
 (`<key>.json`); the key is the sample's global index, which `data_samples['index']` carries (it seeds the mask).
+The manifest may also name the channels its images are read with (`channels`: 1 grey, 3 RGB, other TIFF bands;
+3 when absent), which `ImageShards` reads them with.
 
 `ImageShards` is an iterable dataset. Rank `r` of `R` with data-loader worker `w` of `W` is reader slot
 `r * W + w` of `R * W`; with at least as many shards as slots each slot reads every (R·W)-th shard, otherwise every
@@ -33,7 +35,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from hiermae.data.file_list import list_images
-from hiermae.data.images import CropReader
+from hiermae.data.images import ChannelCountError, CropReader
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -47,9 +49,12 @@ class Shard:
     first_index: int
 
 
-def pack_folder(root: Path, out: Path, samples_per_shard: int = 1000, seed: int | None = 0) -> list[Shard]:
+def pack_folder(
+    root: Path, out: Path, samples_per_shard: int = 1000, seed: int | None = 0, channels: int | None = None
+) -> list[Shard]:
     """Pack the images under `root` (as `ImageFolder` lists them) into shards in `out`, in an order shuffled by
-    `seed` (None keeps the sorted order). Files are stored as they are; a bad one is found when read."""
+    `seed` (None keeps the sorted order), recording `channels` (None: the default 3) in the manifest. Files are
+    stored as they are; a bad one, or one of another band count, is found when read."""
     if samples_per_shard < 1:
         raise ValueError(f"samples_per_shard must be at least 1, got {samples_per_shard}")
     listing = list_images(Path(root))
@@ -79,13 +84,15 @@ def pack_folder(root: Path, out: Path, samples_per_shard: int = 1000, seed: int 
         shards.append(shard)
     manifest = {"format": MANIFEST_FORMAT, "source": str(root), "classes": list(listing.classes),
                 "shards": [vars(shard) for shard in shards]}  # fmt: skip
+    if channels is not None:
+        manifest["channels"] = channels
     (out / f"{MANIFEST}.partial").write_text(json.dumps(manifest, indent=1))
     os.replace(out / f"{MANIFEST}.partial", out / MANIFEST)
     return shards
 
 
-def read_manifest(root: Path) -> tuple[list[Shard], tuple[str, ...]]:
-    """The shards and classes of a shard folder; a named error when the folder is not a complete one."""
+def read_manifest(root: Path) -> tuple[list[Shard], tuple[str, ...], int]:
+    """The shards, classes and channels of a shard folder; a named error when the folder is not a complete one."""
     path = root / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"{root} is not a shard folder: {MANIFEST} is missing (tools/make_shards.py writes it)")
@@ -93,6 +100,7 @@ def read_manifest(root: Path) -> tuple[list[Shard], tuple[str, ...]]:
         manifest = json.loads(path.read_text())
         shards = [Shard(str(s["name"]), int(s["count"]), int(s["first_index"])) for s in manifest["shards"]]
         classes = tuple(manifest["classes"])
+        channels = int(manifest.get("channels", 3))
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{path} is not a valid shard manifest: {type(error).__name__}: {error}") from error
     if manifest.get("format") != MANIFEST_FORMAT:
@@ -100,7 +108,7 @@ def read_manifest(root: Path) -> tuple[list[Shard], tuple[str, ...]]:
     missing = [shard.name for shard in shards if not (root / shard.name).is_file()]
     if missing or not shards:
         raise FileNotFoundError(f"shard folder {root}: {len(missing)} shards missing ({', '.join(missing[:5])})")
-    return shards, classes
+    return shards, classes, channels
 
 
 def reader_slot() -> tuple[int, int]:
@@ -130,6 +138,7 @@ class ImageShards(IterableDataset):
         shuffle_buffer: samples mixed across shards before reading (0: none).
         seed: base of the shard order and the shuffling.
         repeat: pass after pass without end (pretraining), or one pass.
+        channels: channels of each image; None reads the manifest's (3 when it names none), another count fails.
     """
 
     def __init__(
@@ -140,16 +149,23 @@ class ImageShards(IterableDataset):
         shuffle_buffer: int = 1000,
         seed: int = 0,
         repeat: bool = True,
+        channels: int | None = None,
     ) -> None:
         if shuffle_buffer < 0:
             raise ValueError(f"shuffle_buffer must be 0 (no shuffling) or more, got {shuffle_buffer}")
         self.root = Path(root)
-        shards, classes = read_manifest(self.root)
+        shards, classes, stored_channels = read_manifest(self.root)
+        if channels is not None and channels != stored_channels:
+            raise ValueError(
+                f"shard folder {root} holds {stored_channels}-channel images, not channels={channels} "
+                f"(tools/make_shards.py --channels sets it)"
+            )
+        self.channels = stored_channels
         self.shards = sorted(shards, key=lambda shard: shard.first_index)
         self.metainfo = {"classes": classes}
         self.num_samples = sum(shard.count for shard in self.shards)
         self.shuffle_buffer, self.seed, self.repeat = shuffle_buffer, seed, repeat
-        self.read = CropReader(image_size, tuple(scale), flip=False)
+        self.read = CropReader(image_size, tuple(scale), flip=False, channels=self.channels)
         self._skipped_count = multiprocessing.Value("q", 0)
         print_log(f"ImageShards {root}: {self.num_samples} images in {len(self.shards)} shards", "current")
 
@@ -205,6 +221,8 @@ class ImageShards(IterableDataset):
                 raise ValueError(f"no image file in the sample (files: {sorted(k for k in raw if k[:2] != '__')})")
             inputs = self.read(io.BytesIO(raw[suffix]))
             label = int(raw.get("cls", b"-1"))
+        except ChannelCountError as error:  # the channels do not fit the data: a setting to fix, not a sample to skip
+            raise ChannelCountError(f"sample {index} ({raw.get('__url__')}): {error}") from error
         except Exception as error:  # any per-sample failure must not stop a run
             self._skip(f"undecodable sample {index} ({raw.get('__url__')})", error)
             return None
