@@ -17,6 +17,7 @@ from hiermae.backbones.swin_sparse import (
     merge_children,
     merge_visible_patches,
     packed_masks,
+    packed_rows,
     sparse_block,
 )
 from hiermae.backbones.swin_windows import WindowGeometry, WindowPacking, bin_budget, pack_windows
@@ -26,11 +27,13 @@ from hiermae.utils import ENCODERS
 
 @dataclass(frozen=True)
 class StagePlan:
-    """Where one stage computes: its visible sites, the 2×2 children each merges (None for the first stage), the
-    distinct packed attention layouts of its window geometries, and which of them each block uses."""
+    """Where one stage computes: its visible sites, the 2×2 children each merges and their inverse (None for the
+    first stage), the distinct packed attention layouts of its window geometries, and which of them each block
+    uses."""
 
     sites: TokenSites
     children: torch.Tensor | None
+    child_slot: torch.Tensor | None  # (fine tokens,) each fine token's place in children.view(-1): the inverse
     packings: list[WindowPacking]
     block_packing: list[int]
 
@@ -71,10 +74,11 @@ class SwinPlanner:
         for number, spec in enumerate(self.stages):
             sites = TokenSites.of(pyramid.at(spec.stride))
             children = merge_children(previous, sites) if spec.merges else None
+            child_slot = None if children is None else inverse_permutation(children.view(-1))
             geometries = [WindowGeometry(tuple(sites.shape[1:]), window, shift) for window, shift in spec.blocks]
             distinct = list(dict.fromkeys(geometries))
             packings = [self.pack(number, sites, geometry) for geometry in distinct]
-            plans.append(StagePlan(sites, children, packings, [distinct.index(g) for g in geometries]))
+            plans.append(StagePlan(sites, children, child_slot, packings, [distinct.index(g) for g in geometries]))
             previous = sites
         if not shared:
             return plans
@@ -106,6 +110,13 @@ class SwinPlanner:
         return replace(self, budgets=budgets, share_masks=share)
 
 
+def inverse_permutation(index: torch.Tensor) -> torch.Tensor:
+    """The position of each value 0..n-1 in the permutation `index`."""
+    inverse = torch.empty_like(index)
+    inverse[index] = torch.arange(len(index), device=index.device)
+    return inverse
+
+
 def share_plan(plan: StagePlan, fine: TokenSites | None, batch_size: int) -> StagePlan:
     """A one-sample stage plan extended to `batch_size` samples with the same mask: sites and merge children
     repeated per sample (tokens of each sample follow each other), packings marked as serving every sample."""
@@ -116,12 +127,13 @@ def share_plan(plan: StagePlan, fine: TokenSites | None, batch_size: int) -> Sta
         (batch_size, *sites.shape[1:]), samples.repeat_interleave(count), sites.ys.repeat(batch_size),
         sites.xs.repeat(batch_size),
     )  # fmt: skip
-    children = None
+    children = child_slot = None
     if plan.children is not None:
         offsets = samples * len(fine.batch)  # the first fine token of each sample
         children = (plan.children.unsqueeze(0) + offsets.view(-1, 1, 1)).reshape(-1, plan.children.shape[1])  # B·N, 4
+        child_slot = (plan.child_slot + plan.children.numel() * samples.view(-1, 1)).view(-1)  # B·4N
     packings = [replace(packing, samples=batch_size) for packing in plan.packings]
-    return StagePlan(batch_sites, children, packings, plan.block_packing)
+    return StagePlan(batch_sites, children, child_slot, packings, plan.block_packing)
 
 
 @ENCODERS.register_module()
@@ -190,10 +202,11 @@ class SwinEncoder(MaskedEncoder):
         outputs = []
         for stage, plan in zip(self.model.layers, plans, strict=True):
             if plan.children is not None:
-                tokens = merge_visible_patches(stage.downsample, tokens, plan.children)
+                tokens = merge_visible_patches(stage.downsample, tokens, plan.children, plan.child_slot)
             masks = [packed_masks(packing, by_matmul) for packing in plan.packings]
+            rows = [packed_rows(packing, stage.blocks[0].attn.num_heads) for packing in plan.packings]
             for block, which in zip(stage.blocks, plan.block_packing, strict=True):
-                tokens = sparse_block(block, tokens, plan.sites, plan.packings[which], masks[which])
+                tokens = sparse_block(block, tokens, plan.sites, plan.packings[which], masks[which], rows[which])
             outputs.append(plan.sites.scatter(tokens))
         return outputs
 

@@ -2,6 +2,9 @@
 
 Each function takes a timm submodule and runs its own weights on an (N, C) tensor of visible tokens whose sites
 are given by `TokenSites`; with every site visible the results equal timm's dense forward.
+Every reordering of tokens (into attention bins and back, into patch merges) is a gather whose backward is a
+gather too (`GatherRows`, with the inverse index from the host plan): rows that only move are never scattered
+with accumulation. Only timm's zero padding sites really merge, into the qkv bias (`PackedQKV`).
 """
 
 from dataclasses import dataclass
@@ -16,6 +19,9 @@ from hiermae.backbones.swin_windows import WindowPacking
 
 # timm's PatchMerging concatenates the 2×2 children in this (dy, dx) order
 MERGE_ORDER = ((0, 0), (1, 0), (0, 1), (1, 1))
+# -inf rows appended to the bias table for blocked pairs: spread over several rows, the backward's scatter_add_
+# does not chain additions into one row (2.3x faster for a stage-0 packing on the CPU)
+BLOCKED_ROWS = 16
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,94 @@ class TokenSites:
         return dense.permute(0, 3, 1, 2)  # B C H W
 
 
+class GatherRows(torch.autograd.Function):
+    """`rows[index]` along dim 1 of an (S, R, D) tensor, for an `index` that reads every row at most once.
+
+    The backward is the gather `grad[inverse]`, where `inverse[r]` is the output row that read row r, or the
+    output length (a zero row) when none did: no scatter, no accumulation.
+    """
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(inverse)
+        ctx.unread_rows = len(index) < rows.shape[1]  # then some rows get no gradient: inverse reads the zero row
+        return rows.index_select(1, index)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (inverse,) = ctx.saved_tensors
+        if ctx.unread_rows:
+            grad = torch.cat([grad, grad.new_zeros(grad.shape[0], 1, grad.shape[2])], 1)
+        return grad.index_select(1, inverse), None, None
+
+
+def gather_rows(rows: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """`GatherRows` on an (S, R, D) tensor (see there)."""
+    return GatherRows.apply(rows, index, inverse)
+
+
+class PackedQKV(torch.autograd.Function):
+    """The (S, 3·heads·slots, d) packed q, k, v rows: each visible token's rows where the packing put it, and
+    qkv's bias (what timm's zero padding gives) at padding sites and empty slots.
+
+    Tokens move (gather both ways). Padding sites all read the bias rows: their gradients merge there, a sum over
+    the slots flagged in `padding` (None when the geometry has no padding: empty slots get no gradient).
+    """
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, bias_rows: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor,
+                padding: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+        ctx.save_for_backward(inverse, padding)
+        ctx.bias_shape = bias_rows.shape
+        extended = torch.cat([rows, bias_rows.to(rows.dtype).expand(rows.shape[0], -1, -1)], 1)
+        return extended.index_select(1, index)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, None, None, None]:
+        inverse, padding = ctx.saved_tensors
+        grad_bias = None
+        if padding is not None and ctx.needs_input_grad[1]:
+            per_row = grad.view(grad.shape[0], ctx.bias_shape[0], -1, grad.shape[2])  # S, 3·heads, slots, d
+            grad_bias = torch.einsum("srkd,k->rd", per_row, padding.to(grad.dtype))
+        return grad.index_select(1, inverse), grad_bias, None, None, None
+
+
+class BinAttention(torch.autograd.Function):
+    """softmax(q kᵀ · scale + bias) v over (S, G, capacity, d) bins with a (G, capacity, capacity) additive bias
+    shared by the S samples; the backward gives the bias its gradient (the softmax gradient) in the same pass.
+
+    One batched matmul each way and no mask checks: blocked pairs carry -inf in `bias`, and no row is fully
+    blocked (`WindowPacking`). Runs in the inputs' dtype, autocast off.
+    """
+
+    @staticmethod
+    def forward(ctx, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor,
+                scale: float) -> torch.Tensor:  # fmt: skip
+        samples, groups, capacity, dim = query.shape
+        with torch.autocast(query.device.type, enabled=False):
+            q, k, v = (t.reshape(samples * groups, capacity, dim) for t in (query, key, value))
+            bias = bias.to(q.dtype).expand(samples, -1, -1, -1).reshape(samples * groups, capacity, capacity)
+            probs = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=scale).softmax(-1)
+            out = torch.bmm(probs, v)
+        ctx.save_for_backward(q, k, v, probs)
+        ctx.scale, ctx.samples = scale, samples
+        return out.view(query.shape)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, None]:
+        q, k, v, probs = ctx.saved_tensors
+        shape = grad_out.shape
+        with torch.autocast(q.device.type, enabled=False):
+            grad_out = grad_out.reshape(q.shape).to(q.dtype)
+            grad_v = torch.bmm(probs.transpose(1, 2), grad_out)
+            grad_scores = torch._softmax_backward_data(torch.bmm(grad_out, v.transpose(1, 2)), probs, -1, probs.dtype)
+            grad_q = torch.bmm(grad_scores, k).mul_(ctx.scale)
+            grad_k = torch.bmm(grad_scores.transpose(1, 2), q).mul_(ctx.scale)
+            grad_bias = grad_scores.view(ctx.samples, -1, *grad_scores.shape[1:])
+            grad_bias = grad_bias[0] if ctx.samples == 1 else grad_bias.sum(0)
+        return grad_q.view(shape), grad_k.view(shape), grad_v.view(shape), grad_bias, None
+
+
 def embed_visible_patches(patch_embed: nn.Module, images: torch.Tensor, sites: TokenSites) -> torch.Tensor:
     """timm's PatchEmbed (stride = kernel conv, then norm) on the visible patches only, as one matmul."""
     proj = patch_embed.proj
@@ -69,10 +163,13 @@ def merge_children(fine: TokenSites, coarse: TokenSites) -> torch.Tensor:
     return torch.stack(children, 1)  # N, 4
 
 
-def merge_visible_patches(downsample: PatchMerging, tokens: torch.Tensor, children: torch.Tensor) -> torch.Tensor:
-    """timm's PatchMerging for the visible coarse sites, from their children's tokens (`merge_children`)."""
-    merged = tokens[children].flatten(1)  # N_coarse, 4·C in timm's concatenation order
-    return downsample.reduction(downsample.norm(merged))
+def merge_visible_patches(
+    downsample: PatchMerging, tokens: torch.Tensor, children: torch.Tensor, child_slot: torch.Tensor
+) -> torch.Tensor:
+    """timm's PatchMerging for the visible coarse sites, from their children's tokens (`merge_children`);
+    `child_slot` is the inverse: each fine token's place in `children` (every fine token is one site's child)."""
+    merged = gather_rows(tokens.unsqueeze(0), children.view(-1), child_slot)  # 1, 4·N_coarse, C
+    return downsample.reduction(downsample.norm(merged.view(len(children), -1)))  # 4·C in timm's order
 
 
 @dataclass(frozen=True)
@@ -80,7 +177,7 @@ class PackedMasks:
     """What attention derives from a packing once per step and shares between the blocks that use it."""
 
     blocked: torch.Tensor  # (bins, capacity, capacity) bool: pairs that may not attend each other
-    bias_index: torch.Tensor | None  # (bins, capacity, capacity) bias-table rows (gather path)
+    bias_index: torch.Tensor | None  # (bins, capacity, capacity) bias-table rows, blocked: -inf rows (gather path)
     slot_one_hot: torch.Tensor | None  # (bins, capacity, window area) float32 (matmul path)
 
 
@@ -89,39 +186,99 @@ def packed_masks(packing: WindowPacking, by_matmul: bool) -> PackedMasks:
     blocked = packing.blocked()
     if by_matmul:
         return PackedMasks(blocked, None, packing.slot_one_hot())
-    return PackedMasks(blocked, packing.bias_index(blocked), None)
+    spread = torch.arange(packing.capacity, device=blocked.device) % BLOCKED_ROWS  # by key slot
+    return PackedMasks(blocked, packing.bias_index(blocked) + blocked * spread, None)
+
+
+@dataclass(frozen=True)
+class PackedRows:
+    """The gather indices of one packing for blocks of `heads` heads, derived on the device once per step from
+    the packing's two host-built maps (`source`, `token_slot`) and shared by the blocks that use it.
+
+    Packed rows are laid out (S, 3, heads, bins, capacity, d): q, k, v of every head, bin and slot, so attention
+    reads them as they lie; attention's output (S, heads, bins, capacity, d) unpacks to (S, tokens, heads, d).
+    """
+
+    qkv_index: torch.Tensor  # (3·heads·slots,) row of [token rows (T·3·heads); bias rows (3·heads)]
+    qkv_inverse: torch.Tensor  # (T·3·heads,) packed row of each token row
+    out_index: torch.Tensor  # (T·heads,) packed output row of each token's head
+    out_inverse: torch.Tensor  # (heads·slots,) token row of each packed output row, T·heads if none
+    padding: torch.Tensor | None  # (slots,) 1.0 at slots without a token: timm's padding or empty (None: no padding)
+
+
+def packed_rows(packing: WindowPacking, heads: int) -> PackedRows:
+    """The packing's gather indices for `heads` heads (see `PackedRows`)."""
+    source, token_slot = packing.source, packing.token_slot  # (slots,), (T,)
+    tokens, slots = len(token_slot), len(source)
+    per_head = torch.arange(heads, device=source.device)
+    per_row = torch.arange(3 * heads, device=source.device)
+    no_token = source == tokens
+    return PackedRows(
+        qkv_index=(per_row.view(-1, 1) + 3 * heads * source).view(-1),  # [T; bias] rows follow (token, row)
+        qkv_inverse=(token_slot.view(-1, 1) + slots * per_row).view(-1),
+        out_index=(token_slot.view(-1, 1) + slots * per_head).view(-1),
+        out_inverse=torch.where(no_token, tokens * heads, heads * source + per_head.view(-1, 1)).view(-1),
+        padding=no_token.float() if packing.has_padding else None,
+    )
 
 
 def packed_window_attention(
-    attn: WindowAttention, normed: torch.Tensor, packing: WindowPacking, masks: PackedMasks
+    attn: WindowAttention, normed: torch.Tensor, packing: WindowPacking, masks: PackedMasks, rows: PackedRows
 ) -> torch.Tensor:
-    """timm's WindowAttention over the packed bins: qkv and proj on visible tokens, SDPA with bias + group mask.
+    """timm's WindowAttention over the packed bins: qkv and proj on visible tokens, attention in packed bins.
 
     With `packing.samples` = S > 1 (one mask shared by S samples) the bins of one sample are gathered from each
     sample's tokens and the bias of one sample serves all S (broadcast, not copied).
     """
-    samples, bins, capacity = packing.samples, packing.num_bins, packing.capacity
-    normed = F.pad(normed.view(samples, -1, normed.shape[-1]), (0, 0, 0, 1))  # S, T + 1, C (T tokens per sample)
-    rows = attn.qkv(normed)  # the appended zero row feeds padding sites (timm pads with zeros) and empty slots
-    packed = rows[:, packing.source].view(samples, bins, capacity, 3, attn.num_heads, -1)  # S, bins, cap, 3, h, d
-    query, key, value = packed.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each S, bins, h, cap, d
-    bias = packed_bias_by_matmul(attn, masks) if masks.slot_one_hot is not None else packed_bias_by_gather(attn, masks)
-    bias = bias.to(query.dtype)  # bins, h, cap, cap
-    if samples == 1:
-        query, key, value = query[0], key[0], value[0]
-    out = F.scaled_dot_product_attention(
-        query, key, value, attn_mask=bias, dropout_p=attn.attn_drop.p if attn.training else 0.0, scale=attn.scale
-    )  # [S,] bins, h, cap, d
-    out = out.reshape(samples, bins, attn.num_heads, capacity, -1).transpose(2, 3)  # S, bins, cap, h, d
-    out = out[:, packing.token_bin, packing.token_offset].reshape(-1, normed.shape[-1])  # N, C
-    return attn.proj_drop(attn.proj(out))
+    samples, bins, capacity, heads = packing.samples, packing.num_bins, packing.capacity, attn.num_heads
+    channels = normed.shape[-1]
+    qkv = attn.qkv(normed).view(samples, -1, channels // heads)  # S, T·3·heads, d
+    bias_rows = attn.qkv.bias if attn.qkv.bias is not None else qkv.new_zeros(3 * channels)
+    padding = rows.padding if bias_rows.requires_grad else None
+    packed = PackedQKV.apply(qkv, bias_rows.view(3 * heads, -1), rows.qkv_index, rows.qkv_inverse, padding)
+    query, key, value = packed.view(samples, 3, heads * bins, capacity, -1).unbind(1)  # each S, heads·bins, cap, d
+    dropout = attn.attn_drop.p if attn.training else 0.0
+    if masks.slot_one_hot is None and dropout == 0.0:
+        bias = packed_bias_by_gather(attn, masks).transpose(0, 1).reshape(heads * bins, capacity, capacity)
+        out = BinAttention.apply(query, key, value, bias, attn.scale)  # S, heads·bins, cap, d
+    else:  # torch's attention: on a GPU, and for attention dropout (0 in timm's Swin configs)
+        build = packed_bias_by_matmul if masks.slot_one_hot is not None else packed_bias_by_gather
+        bias = build(attn, masks).transpose(0, 1).to(query.dtype)  # heads, bins, cap, cap
+        bias = bias.repeat(samples, 1, 1, 1) if samples > 1 else bias  # S·heads, bins, cap, cap
+        shape = (samples * heads, bins, capacity, -1)
+        out = F.scaled_dot_product_attention(
+            query.reshape(shape), key.reshape(shape), value.reshape(shape), attn_mask=bias, dropout_p=dropout,
+            scale=attn.scale,
+        )  # S·heads, bins, cap, d
+    out = gather_rows(out.reshape(samples, -1, out.shape[-1]), rows.out_index, rows.out_inverse)  # S, T·heads, d
+    return attn.proj_drop(attn.proj(out.view(-1, channels)))
+
+
+class TableRows(torch.autograd.Function):
+    """Columns `index` of a (heads, rows) table; the backward sums the gradient of every column that read a row
+    into it with one flat `scatter_add_` (many pairs read one row: a real merge). torch's `index_add_` along
+    dim 1, the backward of `index_select`, ran 25x slower with two threads than with one here (2026-12-04)."""
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(index)
+        ctx.rows = table.shape[1]
+        return table.index_select(1, index)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (index,) = ctx.saved_tensors
+        heads = grad.shape[0]
+        flat = (index + ctx.rows * torch.arange(heads, device=index.device).view(-1, 1)).view(-1)  # heads · pairs
+        return grad.new_zeros(heads * ctx.rows).scatter_add_(0, flat, grad.reshape(-1)).view(heads, -1), None
 
 
 def packed_bias_by_gather(attn: WindowAttention, masks: PackedMasks) -> torch.Tensor:
     """(bins, heads, capacity, capacity) bias + mask, gathered straight from the bias table (fast on the CPU)."""
     table = attn.relative_position_bias_table  # (2Wh-1)(2Ww-1), heads
-    table = torch.cat([table, table.new_full((1, table.shape[1]), float("-inf"))])  # + the blocked row
-    return table.t()[:, masks.bias_index].transpose(0, 1)  # heads, bins, cap, cap -> bins, heads, cap, cap
+    table = torch.cat([table, table.new_full((BLOCKED_ROWS, table.shape[1]), float("-inf"))]).t()  # heads, rows
+    bias = TableRows.apply(table.contiguous(), masks.bias_index.view(-1))  # heads, bins · cap · cap
+    return bias.view(-1, *masks.bias_index.shape).transpose(0, 1)
 
 
 def packed_bias_by_matmul(attn: WindowAttention, masks: PackedMasks) -> torch.Tensor:
@@ -150,9 +307,14 @@ def sample_drop_path(module: nn.Module, tokens: torch.Tensor, sites: TokenSites)
 
 
 def sparse_block(
-    block: SwinTransformerBlock, tokens: torch.Tensor, sites: TokenSites, packing: WindowPacking, masks: PackedMasks
+    block: SwinTransformerBlock,
+    tokens: torch.Tensor,
+    sites: TokenSites,
+    packing: WindowPacking,
+    masks: PackedMasks,
+    rows: PackedRows,
 ) -> torch.Tensor:
     """One SwinTransformerBlock on visible tokens: (shifted) window attention, then the MLP, both residual."""
-    attended = packed_window_attention(block.attn, block.norm1(tokens), packing, masks)
+    attended = packed_window_attention(block.attn, block.norm1(tokens), packing, masks, rows)
     tokens = tokens + sample_drop_path(block.drop_path1, attended, sites)
     return tokens + sample_drop_path(block.drop_path2, block.mlp(block.norm2(tokens)), sites)

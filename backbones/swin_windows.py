@@ -137,6 +137,7 @@ class WindowPacking:
     source: torch.Tensor  # (num_bins * capacity,) long
     token_bin: torch.Tensor  # (num_tokens,) bin of each visible token
     token_offset: torch.Tensor  # (num_tokens,) its slot within the bin
+    token_slot: torch.Tensor  # (num_tokens,) its flat slot, bin · capacity + offset: the inverse of `source`
     slot_group: torch.Tensor  # (num_bins, capacity) attention group of each slot, -1 when empty
     slot_position: torch.Tensor  # (num_bins, capacity) position of each slot inside its window
     relative_position_index: torch.Tensor  # timm's window-area × window-area bias-table index
@@ -149,6 +150,11 @@ class WindowPacking:
     def capacity(self) -> int:
         """Slots per bin: one window's area."""
         return self.geometry.window_area
+
+    @property
+    def has_padding(self) -> bool:
+        """Whether timm pads this geometry's grid to whole windows (padding sites take part in attention)."""
+        return self.geometry.padded_grid != self.geometry.grid
 
     @property
     def empty_fraction(self) -> float:
@@ -222,6 +228,7 @@ def pack_windows(
         source=source,
         token_bin=bin_of[group_of[:num_tokens]],
         token_offset=offset[:num_tokens],
+        token_slot=slot[:num_tokens],
         slot_group=slot_group.view(num_bins, capacity),
         slot_position=slot_position.view(num_bins, capacity),
         relative_position_index=relative_position_index,

@@ -1,0 +1,152 @@
+"""Swin's packed attention step: gathers whose backward is a gather, the bin attention against torch's, and a step
+with no scatter-add of moved tokens and no device-side mask checks."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.profiler import profile
+
+from hiermae.backbones.swin import SwinEncoder
+from hiermae.backbones.swin_sparse import (
+    BinAttention,
+    PackedQKV,
+    gather_rows,
+    packed_masks,
+    packed_rows,
+    sparse_block,
+)
+from hiermae.utils.registry import MASK_GENERATORS
+
+TINY = "swin_tiny_patch4_window7_224"
+SMALL = dict(embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), window_size=7)  # 64 px: timm pads 16 -> 21
+
+
+def small_encoder() -> SwinEncoder:
+    """A small Swin at 64 px, where timm pads the 16×16 and 8×8 grids to whole 7×7 windows; weights perturbed."""
+    torch.manual_seed(0)
+    encoder = SwinEncoder(TINY, input_size=64, **SMALL)
+    with torch.no_grad():
+        for parameter in encoder.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    return encoder
+
+
+def random_visible(batch: int, grid: int, seed: int = 0) -> torch.Tensor:
+    generator = MASK_GENERATORS.build({"type": "random", "mask_ratio": 0.75})
+    return generator(batch, (grid, grid), torch.arange(batch) + seed)
+
+
+@pytest.mark.parametrize("unread", [0, 5])
+def test_gather_rows_backward_equals_the_scatter_add_of_indexing(unread: int) -> None:
+    """A permutation, or rows that are never read (their gradient is zero): forward and backward are exact."""
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.randn(2, 40, 3, generator=generator, requires_grad=True)
+    index = torch.randperm(40, generator=generator)[: 40 - unread]
+    inverse = torch.full((40,), len(index), dtype=torch.long)
+    inverse[index] = torch.arange(len(index))
+    weights = torch.randn(2, len(index), 3, generator=generator)
+    out = gather_rows(rows, index, inverse)
+    (grad,) = torch.autograd.grad((out * weights).sum(), rows)
+    expected = rows[:, index]  # advanced indexing: its backward scatters with accumulation
+    (expected_grad,) = torch.autograd.grad((expected * weights).sum(), rows)
+    assert torch.equal(out, expected) and torch.equal(grad, expected_grad)
+    assert int((grad.abs().sum((0, 2)) == 0).sum()) == unread
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_packed_qkv_equals_indexing_token_and_bias_rows_with_gradients(shared: bool) -> None:
+    """Tokens move to their slots; padding sites and empty slots read qkv's bias, whose gradient sums the padding
+    slots' (here a grid timm pads to whole windows)."""
+    encoder = small_encoder()
+    visible = random_visible(3, 2)
+    if shared:
+        visible = visible[:1].repeat(3, 1, 1)
+    planner = encoder.planner("cpu")
+    if shared:
+        planner = planner.calibrated([visible])
+    packing = planner(visible)[0].packings[1]  # stage 0, shifted windows
+    assert packing.has_padding and packing.samples == (3 if shared else 1)
+    heads, dim = 2, 4
+    rows_of = packed_rows(packing, heads)
+    generator = torch.Generator().manual_seed(1)
+    tokens = len(packing.token_slot)
+    rows = torch.randn(packing.samples, tokens * 3 * heads, dim, generator=generator, requires_grad=True)
+    bias = torch.randn(3 * heads, dim, generator=generator, requires_grad=True)
+    weights = torch.randn(packing.samples, 3 * heads * len(packing.source), dim, generator=generator)
+    # empty slots get no gradient in attention; weight them 0 as attention does
+    weights.view(packing.samples, 3 * heads, -1, dim)[:, :, packing.slot_group.view(-1) < 0] = 0
+    out = PackedQKV.apply(rows, bias, rows_of.qkv_index, rows_of.qkv_inverse, rows_of.padding)
+    grads = torch.autograd.grad((out * weights).sum(), (rows, bias))
+    expected = torch.cat([rows, bias.expand(packing.samples, -1, -1)], 1)[:, rows_of.qkv_index]
+    expected_grads = torch.autograd.grad((expected * weights).sum(), (rows, bias))
+    assert torch.equal(out, expected) and torch.equal(grads[0], expected_grads[0])
+    assert torch.allclose(grads[1], expected_grads[1], atol=1e-5) and float(grads[1].abs().sum()) > 0
+
+
+def test_bin_attention_equals_torch_attention_with_bias_gradients() -> None:
+    """Two samples sharing one bias with blocked (-inf) pairs: output and the q, k, v and bias gradients."""
+    generator = torch.Generator().manual_seed(0)
+    query, key, value = (torch.randn(2, 6, 5, 4, generator=generator, requires_grad=True) for _ in range(3))
+    bias = torch.randn(6, 5, 5, generator=generator)
+    bias[:, :2, 3:] = bias[:, 3:, :2] = float("-inf")  # two groups per bin
+    bias.requires_grad_(True)
+    weights = torch.randn(2, 6, 5, 4, generator=generator)
+    out = BinAttention.apply(query, key, value, bias, 0.3)
+    grads = torch.autograd.grad((out * weights).sum(), (query, key, value, bias))
+    expected = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, scale=0.3)
+    expected_grads = torch.autograd.grad((expected * weights).sum(), (query, key, value, bias))
+    assert torch.allclose(out, expected, atol=1e-6)
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        assert torch.allclose(grad, expected_grad, atol=1e-5)
+
+
+def test_bin_attention_and_torch_attention_routes_give_the_same_block() -> None:
+    """The CPU route (bias gathered, `BinAttention`) and torch's attention with the one-hot matmul bias (the GPU
+    route): one shifted block in training mode, output and every parameter gradient."""
+    encoder = small_encoder().train()
+    plan = encoder.planner("cpu")(random_visible(2, 2))[0]
+    block, packing = encoder.model.layers[0].blocks[1], plan.packings[plan.block_packing[1]]
+    tokens = torch.randn(len(plan.sites.batch), 16, generator=torch.Generator().manual_seed(2))
+    results = []
+    for by_matmul in (False, True):
+        block.zero_grad(set_to_none=True)
+        rows = packed_rows(packing, block.attn.num_heads)
+        torch.manual_seed(3)  # the same stochastic-depth draws
+        out = sparse_block(block, tokens, plan.sites, packing, packed_masks(packing, by_matmul), rows)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append((out.detach(), [p.grad.clone() for p in block.parameters()]))
+    (out_cpu, grads_cpu), (out_torch, grads_torch) = results
+    assert torch.allclose(out_cpu, out_torch, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads_cpu, grads_torch, strict=True))
+
+
+def autograd_nodes(output: torch.Tensor) -> list[str]:
+    """Names of every node in the autograd graph behind `output`."""
+    names, stack, seen = [], [output.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.append(type(node).__name__)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return names
+
+
+def test_a_sparse_step_moves_tokens_by_gathers_and_checks_no_masks_on_the_device() -> None:
+    """No advanced-indexing gather (whose backward scatters with accumulation) in the step's graph: tokens move by
+    `GatherRows`; the only accumulation is into each block's bias table (`TableRows`). And no `aten::all` (torch's
+    softmax over masked rows checks every row on the device)."""
+    encoder = small_encoder().train()
+    visible = random_visible(2, 2)
+    plan = encoder.planner("cpu")(visible)
+    images = torch.randn(2, 3, 64, 64)
+    with profile() as prof:
+        outputs = encoder(images, visible, plan)
+        loss = sum(output.mean() for output in outputs)
+        loss.backward()
+    nodes = autograd_nodes(loss)
+    assert "IndexBackward0" not in nodes and "IndexSelectBackward0" not in nodes
+    assert nodes.count("TableRowsBackward") == sum(len(stage.blocks) for stage in encoder.model.layers)
+    assert "GatherRowsBackward" in nodes and "BinAttentionBackward" in nodes
+    assert "aten::all" not in {event.key for event in prof.key_averages()}
