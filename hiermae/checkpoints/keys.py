@@ -1,8 +1,11 @@
-"""Comparing a checkpoint's keys with a model's, and the error every checkpoint check raises.
+"""Comparing a checkpoint's keys with a model's, finding its non-finite tensors, and the error every checkpoint
+check raises.
 
 Core code (resume and `load_from` checks) and the export and transfer code in `downstream/` share these, so they
 live in the core: dependencies go one way, core → downstream → tools.
 """
+
+from collections.abc import Iterator
 
 import torch
 
@@ -35,3 +38,32 @@ def compact(keys: list[str], limit: int = 8) -> str:
     """A short comma-separated listing of keys."""
     shown = ", ".join(keys[:limit])
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def named_tensors(tree: object, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor in nested dicts, lists and tuples (a checkpoint, a state dict), with its dotted path."""
+    if isinstance(tree, torch.Tensor):
+        yield prefix, tree
+    elif isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from named_tensors(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(tree, list | tuple):
+        for index, value in enumerate(tree):
+            yield from named_tensors(value, f"{prefix}.{index}" if prefix else str(index))
+
+
+def non_finite_tensors(tree: object) -> list[str]:
+    """Paths of the floating-point tensors in `tree` that hold a NaN or an infinity.
+
+    A diverged run's weights, gradients or optimiser moments are NaN or infinite: such a file must never be
+    resumed, exported or scored. One device sync per device, however many tensors.
+    """
+    by_device: dict[torch.device, list[tuple[str, torch.Tensor]]] = {}
+    for name, tensor in named_tensors(tree):
+        if tensor.is_floating_point() or tensor.is_complex():
+            by_device.setdefault(tensor.device, []).append((name, tensor))
+    bad = []
+    for named in by_device.values():
+        finite = torch.stack([tensor.detach().isfinite().all() for _, tensor in named]).tolist()
+        bad += [name for (name, _), ok in zip(named, finite, strict=True) if not ok]
+    return bad

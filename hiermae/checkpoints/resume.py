@@ -4,8 +4,8 @@ mmengine writes the absolute path of the latest checkpoint into `<work_dir>/last
 first) and resumes from whatever it names: a copied work dir resumed from the original folder's files, an empty or
 dangling pointer gave `FileNotFoundError:  can not be found.`, a truncated checkpoint a raw zip-reader error, and a
 work dir without checkpoints trained from scratch after printing "resumed from None". Here the pointer holds the
-file name relative to the work dir (written by rename), and resuming takes the newest checkpoint that is intact,
-saying which files it skipped and why, or stops with `NothingToResumeError`.
+file name relative to the work dir (written by rename), and resuming takes the newest checkpoint that is intact
+and finite, saying which files it skipped and why, or stops with `NothingToResumeError`.
 """
 
 import os
@@ -14,7 +14,9 @@ import warnings
 import zipfile
 from pathlib import Path
 
-from hiermae.utils import write_bytes_atomically
+from hiermae.checkpoints.keys import CheckpointError, compact, non_finite_tensors
+from hiermae.checkpoints.safe_load import UnsafeCheckpointError, load_checkpoint_file
+from hiermae.utils import staged_target, write_bytes_atomically
 
 POINTER = "last_checkpoint"
 CHECKPOINT_NAME = re.compile(r"(?:iter|epoch)_(\d+)\.pth")
@@ -45,7 +47,8 @@ def read_pointer(work_dir: str | Path) -> Path | None:
     """
     work_dir = Path(work_dir)
     pointer = work_dir / POINTER
-    text = pointer.read_text().strip() if pointer.is_file() else ""
+    # undecodable bytes or a NUL become U+FFFD: the pointer then names no file, and resume falls back with a warning
+    text = pointer.read_bytes().decode(errors="replace").replace("\0", "\ufffd").strip() if pointer.is_file() else ""
     if not text:
         return None
     named = Path(text)
@@ -58,10 +61,12 @@ def read_pointer(work_dir: str | Path) -> Path | None:
 
 
 def damage(path: Path) -> str | None:
-    """Why a checkpoint file cannot be resumed from (missing, truncated, corrupt), or None if it is intact.
+    """Why a checkpoint file cannot be resumed from (missing, truncated, corrupt, non-finite), or None if it is good.
 
     torch writes checkpoints as zip archives with a CRC per entry: a truncated file lacks the archive's
-    directory, and a damaged one fails its CRC.
+    directory, and a damaged one fails its CRC. A file that reads as data is then checked for NaN or infinite
+    tensors (saved by a run that diverged). One that only full unpickling could read is left to the run's fit
+    check, which reads it with `--trust-checkpoint` or refuses it.
     """
     if not path.is_file():
         return "does not exist"
@@ -70,7 +75,15 @@ def damage(path: Path) -> str | None:
             broken = archive.testzip()
     except (zipfile.BadZipFile, OSError) as error:
         return f"unreadable ({error})"
-    return f"corrupt entry {broken}" if broken else None
+    if broken:
+        return f"corrupt entry {broken}"
+    try:
+        bad = non_finite_tensors(load_checkpoint_file(path))
+    except UnsafeCheckpointError:
+        return None
+    except CheckpointError as error:
+        return f"unreadable ({error})"
+    return f"{len(bad)} non-finite tensors [{compact(bad, 3)}] (saved after the run diverged)" if bad else None
 
 
 def saved_checkpoints(work_dir: Path) -> list[Path]:
@@ -80,7 +93,8 @@ def saved_checkpoints(work_dir: Path) -> list[Path]:
 
 
 def checkpoint_to_resume(work_dir: str | Path) -> Path:
-    """The newest intact checkpoint of `work_dir`: the one `last_checkpoint` names, else the highest-numbered.
+    """The newest good checkpoint of `work_dir` (intact and finite): the one `last_checkpoint` names, else the
+    highest-numbered.
 
     Skipped files are named in a `ResumeFallbackWarning`; `NothingToResumeError` when no checkpoint is intact.
     """
@@ -104,3 +118,16 @@ def checkpoint_to_resume(work_dir: str | Path) -> Path:
         f"--resume: nothing to resume in {work_dir}: {found}. Run without --resume to start from scratch, or pass "
         "--resume PATH to continue from a checkpoint elsewhere."
     )
+
+
+def remove_stale_partials(work_dir: str | Path) -> list[Path]:
+    """Remove the temporary files that a killed save of a checkpoint or of `last_checkpoint` left in `work_dir`
+    (hidden `.iter_N.pth.*.partial`, as large as a checkpoint); return them. Call it before the run saves."""
+    stale = [
+        path
+        for path in Path(work_dir).glob(".*.partial")
+        if (target := staged_target(path)) is not None and (target == POINTER or CHECKPOINT_NAME.fullmatch(target))
+    ]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

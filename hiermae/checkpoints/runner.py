@@ -11,7 +11,9 @@ under the name `last_checkpoint` is about to point at. hiermae's local backend w
 same folder and renames it into place, so every name on disk is a complete file.
 
 mmengine's resume and load_from load weights non-strictly: a checkpoint of another backbone would leave most of the
-model at its random initialisation without stopping the run. `check_checkpoint_fits` refuses such a file first.
+model at its random initialisation without stopping the run. `check_checkpoint_fits` refuses such a file first,
+and a file holding NaN or infinite values (saved by a run that diverged); a resume under other model or data
+settings than the checkpoint's is refused by `check_resume_settings` unless the user overrides it.
 """
 
 from pathlib import Path
@@ -23,10 +25,11 @@ from mmengine.fileio.backends import LocalBackend, register_backend
 from mmengine.model import is_model_wrapper
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from hiermae.checkpoints.keys import CheckpointError, compact, key_mismatches
+from hiermae.checkpoints.keys import CheckpointError, compact, key_mismatches, non_finite_tensors
 from hiermae.checkpoints.literal_config import model_config
 from hiermae.checkpoints.resume import checkpoint_to_resume
 from hiermae.checkpoints.safe_load import load_checkpoint_file
+from hiermae.checkpoints.settings import changed_settings, run_settings, stored_settings
 from hiermae.utils import write_bytes_atomically
 
 
@@ -81,6 +84,7 @@ def check_checkpoint_fits(
     """
     model = model.module if is_model_wrapper(model) else model
     checkpoint = load_checkpoint_file(path, trust=trust)
+    refuse_non_finite(checkpoint, path)
     state_dict = checkpoint.get("state_dict", checkpoint)
     missing, unexpected, wrong_shape = key_mismatches(model.state_dict(), state_dict, "model ")
     if not (missing or unexpected or wrong_shape):
@@ -96,11 +100,50 @@ def check_checkpoint_fits(
     )
 
 
-def check_run_checkpoint(model: torch.nn.Module, cfg: Config, *, trust: bool = False) -> None:
-    """Check the checkpoint a run is about to load: on resume always (the optimiser state must fit too), and for
-    `load_from` when the model is a `MaskedPretrainer` (downstream configs keep mmengine's partial `load_from`, the
-    usual way to start a detector from weights with another head)."""
+def refuse_non_finite(checkpoint: dict, path: str) -> None:
+    """Raise CheckpointError naming the tensors of `checkpoint` that hold a NaN or an infinity."""
+    bad = non_finite_tensors(checkpoint)
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {path} holds NaN or infinite values in {len(bad)} tensors [{compact(bad, 5)}]: it was saved "
+            "after the run diverged. Resume or load an earlier checkpoint."
+        )
+
+
+class ChangedSettingsError(CheckpointError):
+    """`--resume` under another model or data setting than the checkpoint was trained with."""
+
+
+def check_resume_settings(cfg: Config, path: str, *, trust: bool = False, allow_changes: bool = False) -> list[str]:
+    """The settings (`hiermae.checkpoints.settings`) that differ between the checkpoint at `path` and `cfg`;
+    `ChangedSettingsError` naming them unless `allow_changes` (`--resume-anyway`)."""
+    stored = stored_settings(load_checkpoint_file(path, trust=trust), path)
+    try:
+        current = run_settings(cfg)
+    except TypeError:  # a config holding objects: it cannot be compared as data (nor stored: see the hook)
+        return []
+    changes = [] if stored is None else changed_settings(stored, current)
+    if changes and not allow_changes:
+        raise ChangedSettingsError(
+            f"--resume: {path} was trained with other settings than this config: {'; '.join(changes)}. Resuming "
+            "would continue its weights, optimiser state and data position under the new settings. Start a new run "
+            "in another --work-dir, or pass --resume-anyway to continue regardless."
+        )
+    return changes
+
+
+def check_run_checkpoint(
+    model: torch.nn.Module, cfg: Config, *, trust: bool = False, allow_changed_settings: bool = False
+) -> list[str]:
+    """Check the checkpoint a run is about to load: on resume always (the optimiser state must fit too, and the model
+    and data settings must be the checkpoint's unless `allow_changed_settings`), and for `load_from` when the model
+    is a `MaskedPretrainer` (downstream configs keep mmengine's partial `load_from`, the usual way to start a
+    detector from weights with another head). Every checked file must be finite. Returns the settings a resume
+    changes (allowed by `allow_changed_settings`)."""
     path = checkpoint_to_load(cfg)
     model_cfg = cfg.get("model") or {}
     if path and (cfg.get("resume") or model_cfg.get("type") == "MaskedPretrainer"):
         check_checkpoint_fits(model, path, model_cfg, trust=trust)
+    if path and cfg.get("resume"):
+        return check_resume_settings(cfg, path, trust=trust, allow_changes=allow_changed_settings)
+    return []

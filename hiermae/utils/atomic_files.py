@@ -2,15 +2,20 @@
 
 A write straight into the final path truncates the old file first: a kill, a full disk or an error half-way then
 leaves a damaged file under the good name. Writing a temporary file in the same folder (same file system, so
-the rename is atomic), syncing it and renaming it over the target avoids that.
+the rename is atomic), syncing it and renaming it over the target avoids that. The temporary file is removed when
+the write fails; only a process killed outright (SIGKILL, or a signal without a handler that raises) leaves it,
+and `staged_target` lets the next start recognise and remove such leftovers.
 """
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+STAGED_NAME = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.partial")  # the mkstemp name below: 8 random characters
 
 
 @contextmanager
@@ -52,3 +57,9 @@ def write_json(target: str | Path, data: object) -> None:
     """Write `data` as indented JSON to `target` through `replace_atomically` (a result file is whole or absent)."""
     with replace_atomically(target) as staged:
         staged.write_text(json.dumps(data, indent=2))
+
+
+def staged_target(path: str | Path) -> str | None:
+    """The name of the file a temporary file of `replace_atomically` was to replace, or None for other files."""
+    match = STAGED_NAME.fullmatch(Path(path).name)
+    return match["target"] if match else None
