@@ -1,6 +1,11 @@
 """Config assembly shared by `tools/train.py` and `tools/demo.py`, and multi-process training on CPUs."""
 
 import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +16,13 @@ from mmengine.model import MMDistributedDataParallel, is_model_wrapper
 from mmengine.registry import MODEL_WRAPPERS
 from mmengine.runner import Runner
 
-from hiermae.checkpoints import checkpoint_to_resume
+from hiermae.checkpoints import (
+    NothingToResumeError,
+    checkpoint_to_resume,
+    compact,
+    remove_stale_partials,
+    saved_checkpoints,
+)
 from hiermae.data import MaskCollate, place_file_list_caches
 from hiermae.engine.config_check import check_config_keys, check_option_keys
 from hiermae.model import MaskedPretrainer
@@ -85,6 +96,7 @@ def build_config(
 ) -> Config:
     """Load `config` and apply the command-line choices; `resume='auto'` resumes from the work dir's newest intact
     checkpoint (`NothingToResumeError` when there is none); `compile` turns on `torch.compile` (`enable_compile`).
+    Without `work_dir` (and none in the config) the run gets a new folder (`default_work_dir`).
 
     Unknown keys, in the options or in the config's constructor dicts, raise `UnknownConfigKeyError`.
     """
@@ -99,7 +111,7 @@ def build_config(
     if work_dir:
         cfg.work_dir = work_dir
     elif cfg.get("work_dir") is None:
-        cfg.work_dir = str(Path("work_dirs") / Path(config).stem)
+        cfg.work_dir = default_work_dir(config, resume, launcher)
     place_file_list_caches(cfg)
     if amp:
         enable_amp(cfg)
@@ -110,6 +122,84 @@ def build_config(
     elif resume:
         cfg.resume, cfg.load_from = True, resume
     return cfg
+
+
+class WorkDirInUseError(FileExistsError):
+    """A run that does not continue the work dir's own run, into a work dir holding another run's checkpoints."""
+
+
+def default_work_dir(config: str, resume: str | None, launcher: str) -> str:
+    """`work_dirs/<config name>/<start time>`: a new folder for each run, so that no run writes into another's.
+
+    With `resume='auto'`, the newest such folder holding a checkpoint (or, from older versions, `work_dirs/<config
+    name>` itself). The processes of a multi-process run start at different moments, so they must be given one.
+    """
+    runs = Path("work_dirs") / Path(config).stem
+    if resume == "auto":
+        held = [folder for folder in [runs, *sorted(runs.glob("*/"))] if saved_checkpoints(folder)]
+        if not held:
+            raise NothingToResumeError(
+                f"--resume: no run of {config} in {runs} holds a checkpoint; pass --work-dir D to name the run"
+            )
+        return str(held[-1])
+    if launcher != "none":
+        raise ValueError(f"--launcher {launcher}: pass --work-dir, so that every process of the run writes to the same")
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    folder, number = runs / stamp, 1
+    while folder.exists():
+        number += 1
+        folder = runs / f"{stamp}_{number}"
+    return str(folder)
+
+
+def claim_work_dir(cfg: Config) -> list[Path]:
+    """Make sure the run of `cfg` destroys no other run's results, and clear what a killed save left.
+
+    A run that does not resume from a checkpoint of its own work dir (a new run, `load_from`, a resume from a file
+    elsewhere) is refused with `WorkDirInUseError` when the work dir holds checkpoints: it would overwrite them and
+    its rotation would delete them. Returns the stale temporary files of a killed save (`.iter_N.pth.*.partial`)
+    that it removed; only the first process removes them.
+    """
+    work_dir = Path(cfg.work_dir)
+    held = saved_checkpoints(work_dir)
+    resumes_here = bool(cfg.get("resume")) and Path(cfg.load_from).resolve().is_relative_to(work_dir.resolve())
+    if held and not resumes_here:
+        raise WorkDirInUseError(
+            f"work dir {work_dir} holds the checkpoints of another run ({compact([p.name for p in held], 4)}), which "
+            "this run would overwrite. Continue that run with --resume, or give another --work-dir (without "
+            "--work-dir every run gets a new folder)."
+        )
+    return remove_stale_partials(work_dir) if int(os.environ.get("RANK", "0")) == 0 else []
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main process so that cleanup (`finally`, the removal of a half-written file) runs."""
+
+
+@contextmanager
+def cleanup_on_sigterm() -> Iterator[None]:
+    """While the block runs, SIGTERM raises `Terminated` in this process, so a checkpoint save in progress removes
+    its temporary file; the process then ends by SIGTERM as it would have (exit status 143 in a shell).
+
+    Forked children (data-loader workers) inherit the handler but end by the signal at once.
+    """
+    main_pid = os.getpid()
+
+    def raise_terminated(signum: int, frame: object) -> None:
+        if os.getpid() != main_pid:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        raise Terminated(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    except Terminated:
+        print("stopped by SIGTERM", file=sys.stderr, flush=True)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def enable_compile(cfg: Config) -> None:
