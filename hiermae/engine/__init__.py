@@ -1,18 +1,7 @@
 """The mmengine runtime: runner and config building, hooks, mixed precision, config checks, CLI options."""
 
 from hiermae.engine import amp  # noqa: F401  (registers the mixed-precision optimiser wrapper)
-from hiermae.engine.cli_options import (
-    ConfigOptions,
-    existing_file,
-    file_to_write,
-    folder_to_write,
-    image_size,
-    number,
-    positive_int,
-    random_seed,
-    ratio,
-)
-from hiermae.engine.config_check import ConfigValueError, UnknownConfigKeyError
+from hiermae.engine.cli_options import image_size, number, positive_int, random_seed, ratio
 from hiermae.engine.hooks import ReconstructionHook, TrainingSummaryHook, to_unit_range
 from hiermae.engine.training import (
     build_config,
@@ -25,8 +14,7 @@ from hiermae.engine.training import (
 from hiermae.engine.visualization import save_reconstruction_grid
 
 __all__ = [
-    "ConfigOptions", "ConfigValueError", "ReconstructionHook", "TrainingSummaryHook", "UnknownConfigKeyError",
-    "build_config", "build_runner", "claim_work_dir", "cleanup_on_sigterm", "enable_amp", "existing_file",
-    "file_to_write", "folder_to_write", "image_size", "init_cpu_process_group", "number", "positive_int", "random_seed",
-    "ratio", "save_reconstruction_grid", "to_unit_range"
+    "ReconstructionHook", "TrainingSummaryHook", "build_config", "build_runner", "claim_work_dir", "cleanup_on_sigterm",
+    "enable_amp", "image_size", "init_cpu_process_group", "number", "positive_int", "random_seed", "ratio",
+    "save_reconstruction_grid", "to_unit_range"
 ]
