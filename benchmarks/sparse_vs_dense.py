@@ -2,6 +2,9 @@
 
     python benchmarks/sparse_vs_dense.py --backbones resnet50,convnext_tiny --input 224 --batch 8 \
         --mask-ratio 0.75 [--in-chans 3] [--device cpu|cuda] [--json FILE]
+    python benchmarks/sparse_vs_dense.py --backbones resnet50,swin_tiny_patch4_window7_224 --sweep 224:8,320:4,448:2
+
+`--sweep SIZE:BATCH,...` measures every backbone at each input size and batch in turn (one table, one JSON).
 
 For each backbone and mode, in training mode:
 - time: encoder forward + backward (loss = Σ mean of the stage maps), median of `--repeats` runs after warm-up,
@@ -153,21 +156,33 @@ def profile_step(args: argparse.Namespace, name: str, top: int = 12) -> None:
         print(prof.key_averages().table(sort_by=sort, row_limit=top))
 
 
-def markdown_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
-    """One row per backbone: dense, sparse and their ratio for each figure."""
+def markdown_table(runs: list[tuple[int, int, dict[str, dict[str, dict[str, float]]]]]) -> str:
+    """One row per (input size, batch, backbone): dense, sparse and their ratio for each figure."""
     lines = [
-        "| backbone | fwd+bwd dense ms | sparse ms | speed-up | peak dense MiB | sparse MiB | ratio "
+        "| input, batch | backbone | fwd+bwd dense ms | sparse ms | speed-up | peak dense MiB | sparse MiB | ratio "
         "| GFLOPs dense | sparse | ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, r in results.items():
-        d, s = r["dense"], r["sparse"]
-        lines.append(
-            f"| {name} | {d['step_ms']:.0f} | {s['step_ms']:.0f} | {d['step_ms'] / s['step_ms']:.2f}x "
-            f"| {d['peak_mib']:.0f} | {s['peak_mib']:.0f} | {s['peak_mib'] / d['peak_mib']:.2f} "
-            f"| {d['gflops']:.2f} | {s['gflops']:.2f} | {s['gflops'] / d['gflops']:.2f} |"
-        )
+    for size, batch, results in runs:
+        for name, r in results.items():
+            d, s = r["dense"], r["sparse"]
+            lines.append(
+                f"| {size} px, b{batch} | {name} | {d['step_ms']:.0f} | {s['step_ms']:.0f} "
+                f"| {d['step_ms'] / s['step_ms']:.2f}x | {d['peak_mib']:.0f} | {s['peak_mib']:.0f} "
+                f"| {s['peak_mib'] / d['peak_mib']:.2f} | {d['gflops']:.2f} | {s['gflops']:.2f} "
+                f"| {s['gflops'] / d['gflops']:.2f} |"
+            )
     return "\n".join(lines)
+
+
+def sweep_points(args: argparse.Namespace) -> list[tuple[int, int]]:
+    """(input size, batch) pairs to measure: `--sweep`, or the one `--input`, `--batch`."""
+    if not args.sweep:
+        return [(args.input, args.batch)]
+    try:
+        return [(int(size), int(batch)) for size, batch in (point.split(":") for point in args.sweep.split(","))]
+    except ValueError:
+        raise SystemExit(f"--sweep takes SIZE:BATCH pairs, comma-separated (224:8,448:2), not {args.sweep!r}") from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -175,6 +190,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backbones", default="resnet50,convnext_tiny")
     parser.add_argument("--input", type=int, default=224)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--sweep", help="SIZE:BATCH,...: measure at each size and batch (instead of --input, --batch)")
     parser.add_argument("--mask-ratio", type=float, default=0.75)
     parser.add_argument("--in-chans", type=int, default=3, help="image channels (1 grey, 3 RGB, more for bands)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -196,19 +212,25 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.threads:
         torch.set_num_threads(args.threads)
+    runs = []
+    for size, batch in sweep_points(args):
+        point = argparse.Namespace(**{**vars(args), "input": size, "batch": batch})
+        if args.profile:
+            for name in args.backbones.split(","):
+                profile_step(point, name)
+            continue
+        runs.append((size, batch, {name: measure(point, name) for name in args.backbones.split(",")}))
     if args.profile:
-        for name in args.backbones.split(","):
-            profile_step(args, name)
         return
-    results = {name: measure(args, name) for name in args.backbones.split(",")}
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    print(f"\n{args.input} px, {args.in_chans} channels, batch {args.batch}, mask ratio {args.mask_ratio}, {device}, "
-          f"torch {torch.__version__}")
+    print(f"\n{args.in_chans} channels, mask ratio {args.mask_ratio}, {device}, torch {torch.__version__}")
     if not args.memory_only:
-        print(markdown_table(results))
+        print(markdown_table(runs))
     if args.json:
         with open(args.json, "w") as file:
-            json.dump({"args": vars(args), "device": device, "results": results}, file, indent=2)
+            json.dump({"args": vars(args), "device": device,
+                       "runs": [{"input": size, "batch": batch, "results": results} for size, batch, results in runs]},
+                      file, indent=2)  # fmt: skip
 
 
 if __name__ == "__main__":
