@@ -1,0 +1,143 @@
+"""Why can fine-tuning end below the linear probe of the same weights? One measurement per candidate cause.
+
+    python -m experiments.diagnose_finetune CKPT|random VARIANT [--backbone resnet18] [--input-size 96]
+                                             [--seed 0] [--work-dir D] [--json FILE]
+
+Every variant trains on the low-label regime's fixed 1000 labelled Fashion-MNIST images and is scored on the
+validation split (2000 other training images), never on the test split. VARIANT is one of:
+
+- `probes`: kNN and linear classifiers on frozen pooled features, trained as the comparison's probe (BatchNorm, 100
+  epochs, AdamW lr 1e-2, batch 256) and with the budget the fine-tuning head gets (no BatchNorm, lr 2.5e-4, weight
+  decay 0.05, batch 64, 20 epochs = 313 steps), and the mixtures of the two; a large gap between the first two says
+  the fine-tuning head is under-trained;
+- a fine-tuning variant of `VARIANTS`: the protocol of `FineTuneRecipe` with one thing changed (its lr, the
+  backbone frozen, no augmentation or drop path, BatchNorm statistics frozen, more epochs).
+
+The result (top-1, and for fine-tuning the per-epoch curve with validation every 5 epochs) is appended to --json
+as one line.
+"""
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from mmengine.hooks import Hook
+from mmengine.registry import DATASETS, HOOKS
+from torch import nn
+
+from hiermae.downstream.classification import (
+    FeatureDataset,
+    LinearProbe,
+    extract_features,
+    knn_accuracy,
+    train_and_test,
+)
+from hiermae.downstream.classification_data import fashion_mnist_data
+from hiermae.downstream.finetune import FineTuneRecipe, run_finetuning, runner_config
+from hiermae.downstream.pretrained import load_backbone
+
+LABELLED = 1000
+
+
+@HOOKS.register_module()
+class FrozenBatchNormHook(Hook):
+    """Keeps every BatchNorm in eval mode during training: normalised by, and not updating, the loaded statistics."""
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:  # noqa: ANN001
+        for module in runner.model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
+def recipe(**changes) -> FineTuneRecipe:
+    """The comparison's fine-tuning protocol at 20 epochs, with `changes`."""
+    return replace(FineTuneRecipe(epochs=20, warmup_epochs=2), val_interval=5, **changes)
+
+
+VARIANTS: dict[str, tuple[FineTuneRecipe, list[str]]] = {
+    "default": (recipe(), []),
+    "lr_x4": (recipe(base_lr=4e-3), []),
+    "lr_x10": (recipe(base_lr=1e-2), []),
+    "lr_div4": (recipe(base_lr=2.5e-4), []),
+    "frozen_backbone": (recipe(layer_decay=1e-4), []),  # head at the protocol's lr, backbone lr ×1e-4 or less
+    "no_augmentation": (recipe(crop_scale=(1.0, 1.0), drop_path=0.0), []),
+    "frozen_batchnorm": (recipe(), ["FrozenBatchNormHook"]),
+    "lr_x10_40_epochs": (recipe(base_lr=1e-2, epochs=40, warmup_epochs=4), []),
+}
+
+
+class PlainProbe(LinearProbe):
+    """The linear head alone, as fine-tuning trains it: no BatchNorm before it."""
+
+    def __init__(self, in_features: int, num_classes: int = 10) -> None:
+        super().__init__(in_features, num_classes)
+        self.norm = nn.Identity()
+
+
+def probes(checkpoint: str | None, backbone: str, input_size: int, seed: int, work_dir: Path) -> dict[str, float]:
+    """kNN, the comparison's BN probe, and linear heads trained with the fine-tuning head's budget."""
+    data = fashion_mnist_data((0.35, 1.0), labelled=LABELLED, evaluate_on="validation")
+    loaded = load_backbone(checkpoint, backbone, input_size)
+    train_cfg, val_cfg = data.at(loaded.input_size, augment=False)
+    train, val = DATASETS.build(train_cfg), DATASETS.build(val_cfg)
+    train_x, train_y = extract_features(loaded, train, data.normalization, amp=True)
+    val_x, val_y = extract_features(loaded, val, data.normalization, amp=True)
+    results = {"knn": knn_accuracy(train_x, train_y, val_x, val_y), "feature_std": float(train_x.std())}
+    heads = {  # name: (model, epochs, batch, lr, weight decay)
+        "bn_probe_100ep_lr1e-2": (LinearProbe, 100, 256, 1e-2, 0.0),
+        "head_budget_20ep_lr2.5e-4": (PlainProbe, 20, 64, 2.5e-4, 0.05),
+        "bn_head_budget_20ep_lr2.5e-4": (LinearProbe, 20, 64, 2.5e-4, 0.05),
+        "head_20ep_lr1e-2": (PlainProbe, 20, 64, 1e-2, 0.0),
+        "head_100ep_lr1e-2": (PlainProbe, 100, 256, 1e-2, 0.0),
+    }
+    for name, (model, epochs, batch, lr, decay) in heads.items():
+        torch.manual_seed(seed)
+        results[name] = train_and_test(
+            model(train_x.shape[1]), FeatureDataset(train_x, train_y), FeatureDataset(val_x, val_y),
+            work_dir=work_dir, name=name, epochs=epochs, batch_size=batch, lr=lr, weight_decay=decay, seed=seed,
+        )  # fmt: skip
+    return results
+
+
+def finetune_variant(
+    checkpoint: str | None, variant: str, backbone: str, input_size: int, seed: int, work_dir: Path
+) -> dict:
+    """Fine-tune with one variant of the protocol; top-1 on the validation split and the curve."""
+    protocol, hooks = VARIANTS[variant]
+    data = fashion_mnist_data(protocol.crop_scale, labelled=LABELLED, evaluate_on="validation")
+    cfg = runner_config(protocol, data, backbone=backbone, checkpoint=checkpoint, input_size=input_size,
+                        work_dir=work_dir, seed=seed)  # fmt: skip
+    cfg.custom_hooks = [*cfg.custom_hooks, *(dict(type=hook) for hook in hooks)]
+    result = run_finetuning(cfg)
+    return {"top1": result.top1, "curve": result.curve}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", help="pretraining checkpoint, or 'random' for random init")
+    parser.add_argument("variant", choices=["probes", *VARIANTS])
+    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--input-size", type=int, default=96)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work-dir", default="work_dirs/diagnose_finetune")
+    parser.add_argument("--json", default="work_dirs/diagnose_finetune/results.jsonl", help="appends one line")
+    args = parser.parse_args(argv)
+    checkpoint = None if args.checkpoint == "random" else args.checkpoint
+    work_dir = Path(args.work_dir) / f"{args.variant}-{'random' if checkpoint is None else 'pretrained'}"
+    start = time.monotonic()
+    if args.variant == "probes":
+        result = probes(checkpoint, args.backbone, args.input_size, args.seed, work_dir)
+    else:
+        result = finetune_variant(checkpoint, args.variant, args.backbone, args.input_size, args.seed, work_dir)
+    result.update(variant=args.variant, checkpoint=args.checkpoint, seed=args.seed, seconds=time.monotonic() - start)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    with open(args.json, "a") as file:
+        file.write(json.dumps(result) + "\n")
+    print(json.dumps({key: value for key, value in result.items() if key != "curve"}))
+
+
+if __name__ == "__main__":
+    main()
