@@ -194,5 +194,6 @@ def test_the_image_folder_config_caches_its_file_list_in_the_work_dir(folder, tm
     log = train_on("configs/pretrain/hiermae_resnet50_224px_imagefolder.py", folder, tmp_path / "work")
     assert "Iter(train) [6/6]" in log and "(walked)" in log
     assert (tmp_path / "work" / "file_lists" / "train_dataloader.bin").is_file()
-    log = train_on("configs/pretrain/hiermae_resnet50_224px_imagefolder.py", folder, tmp_path / "work")
+    log = train_on("configs/pretrain/hiermae_resnet50_224px_imagefolder.py", folder, tmp_path / "work", "--resume",
+                   iters=7)  # fmt: skip
     assert "(cache " in log  # the restart did not walk the folder again
