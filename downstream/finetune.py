@@ -11,6 +11,7 @@ records it epoch by epoch so a report can show it. Everything runs through an mm
 import json
 import os
 import time
+from collections.abc import Sized
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from hiermae.downstream.classification_data import FASHION_MNIST_NORMALIZATION, 
 from hiermae.downstream.key_report import KeyReport
 from hiermae.downstream.pretrained import DEFAULT_INPUT_SIZE, load_backbone
 from hiermae.engine import enable_amp
+
+RUN_RESULTS = ("epoch_*.pth", "last_checkpoint", "curve.json")  # what a saving run writes into its work dir
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ class ImageClassifier(BaseModel):
         if mode == "loss":
             return {"loss": F.cross_entropy(logits, data_samples["label"], label_smoothing=self.label_smoothing)}
         if mode == "predict":
-            return predictions(logits, data_samples["label"])
+            return predictions(logits, data_samples["label"], data_samples.get("index"))
         if mode == "tensor":
             return logits
         raise ValueError(f"unknown mode {mode!r}; use 'loss', 'predict' or 'tensor'")
@@ -116,7 +119,8 @@ class ImageClassifier(BaseModel):
 @HOOKS.register_module()
 class TrainingCurveHook(Hook):
     """Per epoch: mean training loss, the head's learning rate and training seconds so far; after a validation,
-    its top-1. The curve is rewritten to `<work_dir>/curve.json` after every epoch (by rename)."""
+    its top-1 and the number of distinct images it scored. The curve is rewritten to `<work_dir>/curve.json` after
+    every epoch (by rename)."""
 
     priority = "LOW"
 
@@ -142,6 +146,8 @@ class TrainingCurveHook(Hook):
     def after_val_epoch(self, runner, metrics: dict | None = None) -> None:  # noqa: ANN001
         if self.curve and metrics and "top1" in metrics:
             self.curve[-1]["top1"] = float(metrics["top1"])
+            if "scored" in metrics:
+                self.curve[-1]["scored"] = int(metrics["scored"])
             self.write(runner)
 
     def write(self, runner) -> None:  # noqa: ANN001
@@ -233,17 +239,26 @@ def runner_config(
 
 @dataclass
 class FineTuneResult:
-    """Top-1 on the evaluation set after the last epoch, the per-epoch curve, and how the weights were loaded."""
+    """Top-1 on the evaluation set after the last epoch, the per-epoch curve, how the weights were loaded, and
+    how many images each split (`train`, `val`) listed, found unreadable and really used (`images`)."""
 
     top1: float
     curve: list[dict[str, float]]
     load_report: KeyReport | None
     backbone: str
     input_size: int
+    images: dict[str, dict[str, int]]
+
+
+def split_images(dataset: Sized) -> dict[str, int]:
+    """How many images a split lists, how many of them were found unreadable (`skipped_count`: their places were
+    taken by other images of the same split), and how many it really used."""
+    listed, unreadable = len(dataset), int(getattr(dataset, "skipped_count", 0))
+    return {"listed": listed, "unreadable": unreadable, "used": listed - unreadable}
 
 
 def run_finetuning(cfg: Config) -> FineTuneResult:
-    """Train the config's classifier and return its final top-1 and training curve."""
+    """Train the config's classifier and return its final top-1, training curve and images per split."""
     runner = Runner.from_cfg(cfg)
     runner.train()
     curve_hook = next(hook for hook in runner.hooks if isinstance(hook, TrainingCurveHook))
@@ -251,7 +266,24 @@ def run_finetuning(cfg: Config) -> FineTuneResult:
     if "top1" not in final:
         raise RuntimeError(f"fine-tuning in {cfg.work_dir} ended without a validation after its last epoch")
     model: ImageClassifier = runner.model
-    return FineTuneResult(final["top1"], curve_hook.curve, model.load_report, model.backbone, model.input_size)
+    images = {split: split_images(loader.dataset) for split, loader in
+              (("train", runner.train_dataloader), ("val", runner.val_dataloader))}  # fmt: skip
+    images["val"]["used"] = int(final.get("scored", images["val"]["used"]))  # the distinct images top-1 is over
+    return FineTuneResult(final["top1"], curve_hook.curve, model.load_report, model.backbone, model.input_size, images)
+
+
+class UsedWorkDirError(FileExistsError):
+    """A work dir that holds another fine-tuning run's results, which a new run would replace."""
+
+
+def check_unused_work_dir(work_dir: str | Path) -> None:
+    """Refuse a work dir holding another run's classifier (`epoch_N.pth`, `last_checkpoint`) or `curve.json`."""
+    found = sorted(path.name for pattern in RUN_RESULTS for path in Path(work_dir).glob(pattern))
+    if found:
+        raise UsedWorkDirError(
+            f"work dir {work_dir} holds another run's results ({', '.join(found[:6])}), which this run would replace; "
+            "give another --work-dir (by default each run gets a new one) or move them"
+        )
 
 
 def finetune(
@@ -267,7 +299,10 @@ def finetune(
     trust: bool = False,
 ) -> FineTuneResult:
     """Fine-tune `checkpoint` (or random init of `backbone`) on `data` with `recipe`; see `runner_config` (`trust`:
-    unpickle the checkpoint in full, `--trust-checkpoint`)."""
+    unpickle the checkpoint in full, `--trust-checkpoint`). With `save_checkpoint` the classifier is saved, and a
+    `work_dir` holding another run's results is refused (`UsedWorkDirError`) before anything runs."""
+    if save_checkpoint:
+        check_unused_work_dir(work_dir)
     cfg = runner_config(
         recipe, data, backbone=backbone, checkpoint=checkpoint, input_size=input_size, work_dir=work_dir, seed=seed,
         save_checkpoint=save_checkpoint, trust=trust,

@@ -117,7 +117,9 @@ class LabelledFashionMNIST(Dataset):
 @DATASETS.register_module()
 class LabelledImageFolder(Dataset):
     """A user's labelled images: one sub-folder per class under `root` (read by `hiermae.data.datasets.ImageFolder`,
-    which skips and counts unreadable files).
+    which skips and counts unreadable files). An unreadable file's place is taken by another file of the same part,
+    never of the other one, and the item names the file read, so a metric can count each image once;
+    `skipped_count` is how many of the part's files were found unreadable.
 
     `part='train'` / `'val'` split one folder into the rest and a stratified held-out `val_fraction` (fixed by
     `split_seed`); `'all'` takes every image (for a separate validation folder). With `augment` an image is
@@ -157,4 +159,9 @@ class LabelledImageFolder(Dataset):
         return len(self.indices)
 
     def __getitem__(self, index: int) -> dict:
-        return self.folder[self.indices[index]]
+        return self.folder.first_readable(self.indices, index)
+
+    @property
+    def skipped_count(self) -> int:
+        """Files of this part found unreadable so far (this folder reads no file of another part)."""
+        return self.folder.skipped_count

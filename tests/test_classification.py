@@ -42,7 +42,7 @@ def test_knn_separates_clusters_and_not_shuffled_labels() -> None:
 def test_top_one_accuracy_metric() -> None:
     metric = TopOneAccuracy()
     metric.process({}, [{"pred": 1, "label": 1}, {"pred": 2, "label": 0}, {"pred": 0, "label": 0}])
-    assert metric.compute_metrics(metric.results) == {"top1": pytest.approx(2 / 3)}
+    assert metric.compute_metrics(metric.results) == {"top1": pytest.approx(2 / 3), "scored": 3}
 
 
 def test_linear_probe_trains_through_a_runner(tmp_path: Path) -> None:

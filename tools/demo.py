@@ -4,22 +4,40 @@
 """
 
 import argparse
-
-from mmengine.config import DictAction
+import sys
 
 import hiermae  # noqa: F401  (registers hiermae's models, datasets and hooks)
 from hiermae.checkpoints import configure_checkpoint_io
-from hiermae.engine import ReconstructionHook, TrainingSummaryHook, build_config, build_runner
+from hiermae.engine import (
+    ConfigOptions,
+    ConfigValueError,
+    ReconstructionHook,
+    TrainingSummaryHook,
+    UnknownConfigKeyError,
+    build_config,
+    build_runner,
+    existing_file,
+    folder_to_write,
+)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config")
-    parser.add_argument("--work-dir", default="work_dirs/demo")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction)
-    args = parser.parse_args()
+    parser.add_argument("config", type=existing_file)
+    parser.add_argument("--work-dir", type=folder_to_write, default="work_dirs/demo")
+    parser.add_argument("--cfg-options", nargs="+", action=ConfigOptions, metavar="KEY=VALUE")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     configure_checkpoint_io()
-    runner = build_runner(build_config(args.config, work_dir=args.work_dir, cfg_options=args.cfg_options))
+    try:
+        cfg = build_config(args.config, work_dir=args.work_dir, cfg_options=args.cfg_options)
+    except (ConfigValueError, UnknownConfigKeyError) as error:  # a setting to fix: one line, no traceback
+        print(f"demo: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    runner = build_runner(cfg)
     runner.train()
     summary = next(h for h in runner.hooks if isinstance(h, TrainingSummaryHook))
     grid = next(h for h in runner.hooks if isinstance(h, ReconstructionHook)).last_path

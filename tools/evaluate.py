@@ -18,7 +18,7 @@ from pathlib import Path
 from hiermae.checkpoints import CheckpointError
 from hiermae.downstream.classification import evaluate
 from hiermae.downstream.finetune import FineTuneRecipe
-from hiermae.engine import image_size, positive_int, random_seed
+from hiermae.engine import file_to_write, folder_to_write, image_size, positive_int, random_seed
 from hiermae.utils import write_json
 
 
@@ -37,9 +37,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--linear-epochs", type=positive_int, default=30, help="linear probe epochs (cached features)")
     parser.add_argument("--finetune-epochs", type=positive_int, default=FineTuneRecipe.epochs, help="fine-tune epochs")
     parser.add_argument("--batch-size", type=positive_int, default=FineTuneRecipe.batch_size, help="fine-tuning batch")
-    parser.add_argument("--work-dir", default="work_dirs/evaluate", help="where the runners write their logs")
+    parser.add_argument(
+        "--work-dir", type=folder_to_write, default="work_dirs/evaluate", help="where the runners write their logs"
+    )
     parser.add_argument("--seed", type=random_seed, default=0, help="random seed (random init, data order)")
-    parser.add_argument("--json", help="also write {protocol: top-1} to this file")
+    parser.add_argument("--json", type=file_to_write, help="also write {protocol: top-1} to this file")
     parser.add_argument(
         "--trust-checkpoint", action="store_true", help="unpickle CHECKPOINT in full (files of a trusted origin only)"
     )

@@ -9,14 +9,17 @@
 CKPT is a timm export (`tools/export.py --format timm`) or a pretraining checkpoint; without it, --backbone is
 trained from random initialisation (without layer-wise lr decay). FOLDER holds one sub-folder per class; without
 --val-data, a stratified --val-fraction of it is held out and scored. On Fashion-MNIST, --labelled N trains on a
-fixed stratified N of the training images and scores on the 10 k test images. The work dir receives the
-fine-tuned classifier (`epoch_<N>.pth`, timm's names under `network.`) and `curve.json` (loss, lr, seconds and
-top-1 per epoch). Protocol: `hiermae/downstream/finetune.py`.
+fixed stratified N of the training images and scores on the 10 k test images. The work dir (by default a new
+one per run) receives the fine-tuned classifier (`epoch_<N>.pth`, timm's names under `network.`) and `curve.json`
+(loss, lr, seconds and top-1 per epoch); one holding another run's results is refused. An unreadable image is
+replaced by another of its own split, and the report counts the images each split really used and scored.
+Protocol: `hiermae/downstream/finetune.py`.
 """
 
 import argparse
 import json
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -24,9 +27,10 @@ from hiermae.checkpoints import CheckpointError
 from hiermae.downstream.classification_data import fashion_mnist_data, image_folder_data
 from hiermae.downstream.finetune import (
     FineTuneRecipe,
+    UsedWorkDirError,
     finetune,
 )
-from hiermae.engine import image_size, number, positive_int, random_seed
+from hiermae.engine import file_to_write, folder_to_write, image_size, number, positive_int, random_seed
 from hiermae.utils import write_json
 
 FASHION_MNIST = "fashion-mnist"
@@ -61,9 +65,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--crop-scale", type=number(float, minimum=0.0, maximum=1.0), nargs=2,
                         metavar=("LOW", "HIGH"), help="random-resized-crop area range (default: by data)")  # fmt: skip
     parser.add_argument("--no-amp", action="store_true", help="train in fp32 (default: bf16 autocast on the CPU)")
-    parser.add_argument("--work-dir", default="work_dirs/finetune", help="logs, curve.json and the classifier")
+    parser.add_argument(
+        "--work-dir", type=folder_to_write,
+        help="logs, curve.json and the classifier (default: a new work_dirs/finetune/<checkpoint>_<time>); a folder "
+        "holding another run's curve.json or epoch_N.pth is refused",
+    )  # fmt: skip
     parser.add_argument("--seed", type=random_seed, default=0, help="random seed (random init, data order, crops)")
-    parser.add_argument("--json", help="also write {top1, curve, backbone, input_size, recipe} to this file")
+    parser.add_argument(
+        "--json", type=file_to_write, help="also write {top1, curve, backbone, input_size, recipe, images} to this file"
+    )
     parser.add_argument(
         "--trust-checkpoint", action="store_true", help="unpickle CHECKPOINT in full (files of a trusted origin only)"
     )
@@ -75,6 +85,28 @@ def recipe_from(args: argparse.Namespace) -> FineTuneRecipe:
     crop = tuple(args.crop_scale) if args.crop_scale else CROP_SCALE[FASHION_MNIST if fashion(args) else "folder"]
     values = {field.name: getattr(args, field.name) for field in fields(FineTuneRecipe) if hasattr(args, field.name)}
     return FineTuneRecipe(**{**values, "crop_scale": crop, "amp": not args.no_amp, "val_interval": None})
+
+
+def new_work_dir(args: argparse.Namespace, parent: Path = Path("work_dirs/finetune")) -> Path:
+    """A folder of this run's own, created now: `parent/<checkpoint name or random_<backbone>>_<start time>`, with a
+    number appended when another run took that name in the same second."""
+    name = Path(args.checkpoint).stem if args.checkpoint else f"random_{args.backbone}"
+    base = parent / f"{name}_{time.strftime('%Y%m%d_%H%M%S')}"
+    for count in range(1, 1000):
+        candidate = base if count == 1 else base.with_name(f"{base.name}_{count}")
+        try:
+            candidate.mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free work dir beside {base}")
+
+
+def image_counts(images: dict[str, dict[str, int]]) -> str:
+    """The images each split listed, found unreadable and really used, in one line."""
+    train, val = images["train"], images["val"]
+    return (f"images: training {train['listed']} listed, {train['unreadable']} unreadable ({train['used']} used); "
+            f"validation {val['listed']} listed, {val['unreadable']} unreadable ({val['used']} scored)")  # fmt: skip
 
 
 def fashion(args: argparse.Namespace) -> bool:
@@ -90,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     if fashion(args) and args.val_data:
         raise SystemExit("finetune: --val-data goes with a --data folder; Fashion-MNIST scores on its test split")
     try:
+        work_dir = Path(args.work_dir) if args.work_dir else new_work_dir(args)
         recipe = recipe_from(args)
         if fashion(args):
             data = fashion_mnist_data(recipe.crop_scale, labelled=args.labelled)
@@ -97,10 +130,10 @@ def main(argv: list[str] | None = None) -> None:
             data = image_folder_data(args.data, recipe.crop_scale, args.val_data, args.val_fraction)
         result = finetune(
             args.checkpoint, data, recipe=recipe, backbone=args.backbone, input_size=args.input_size,
-            work_dir=args.work_dir,
+            work_dir=work_dir,
             seed=args.seed, save_checkpoint=True, trust=args.trust_checkpoint,
         )  # fmt: skip
-    except (CheckpointError, FileNotFoundError, ValueError) as error:
+    except (CheckpointError, FileNotFoundError, UsedWorkDirError, ValueError) as error:
         print(f"finetune failed: {error}", file=sys.stderr)
         raise SystemExit(2) from error
     if result.load_report is not None:
@@ -109,10 +142,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"training loss: {first['loss']:.4f} after epoch 1, {last['loss']:.4f} after epoch {last['epoch']}")
     source = args.checkpoint or f"random init ({args.backbone})"
     print(f"top-1 fine-tune: {result.top1:.4f}  ({result.backbone} at {result.input_size} px, {source})")
-    print(f"curve: {Path(args.work_dir) / 'curve.json'}")
+    print(image_counts(result.images))
+    print(f"curve: {work_dir / 'curve.json'}")
     if args.json:
         summary = dict(top1=result.top1, curve=result.curve, backbone=result.backbone, input_size=result.input_size,
-                       recipe=recipe.as_dict())  # fmt: skip
+                       recipe=recipe.as_dict(), images=result.images)  # fmt: skip
         write_json(Path(args.json), json.loads(json.dumps(summary)))
 
 

@@ -10,18 +10,28 @@ under other model or data settings than the checkpoint's is refused unless --res
 
 import argparse
 import os
-
-from mmengine.config import DictAction
+import sys
 
 import hiermae  # noqa: F401  (registers hiermae's models, datasets and hooks)
 from hiermae.checkpoints import check_run_checkpoint, configure_checkpoint_io
-from hiermae.engine import build_config, build_runner, claim_work_dir, cleanup_on_sigterm, init_cpu_process_group
+from hiermae.engine import (
+    ConfigOptions,
+    ConfigValueError,
+    UnknownConfigKeyError,
+    build_config,
+    build_runner,
+    claim_work_dir,
+    cleanup_on_sigterm,
+    existing_file,
+    folder_to_write,
+    init_cpu_process_group,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config", help="path of an mmengine config file")
-    parser.add_argument("--work-dir", help="where logs, checkpoints and reconstructions go")
+    parser.add_argument("config", type=existing_file, help="path of an mmengine config file")
+    parser.add_argument("--work-dir", type=folder_to_write, help="where logs, checkpoints and reconstructions go")
     parser.add_argument(
         "--resume", nargs="?", const="auto", default=None,
         help="resume from CKPT, or from the work dir's last checkpoint when no path is given",
@@ -39,7 +49,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--trust-checkpoint", action="store_true",
         help="unpickle --resume / load_from / init_cfg checkpoints in full (can run code in them; default: data only)",
     )  # fmt: skip
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys: key=value")
+    parser.add_argument(
+        "--cfg-options", nargs="+", action=ConfigOptions, metavar="KEY=VALUE",
+        help="override config keys (values keep their spaces; a,b and [a, b] are lists; quote to keep text as is)",
+    )  # fmt: skip
     parser.add_argument("--launcher", choices=["none", "pytorch"], default="none", help="job launcher")
     args = parser.parse_args(argv)
     if args.resume_anyway and not args.resume:
@@ -52,15 +65,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.launcher == "pytorch" and "LOCAL_RANK" not in os.environ:
         raise SystemExit("--launcher pytorch must run under torchrun (LOCAL_RANK is not set)")
     configure_checkpoint_io(trust=args.trust_checkpoint)
-    cfg = build_config(
-        args.config,
-        work_dir=args.work_dir,
-        resume=args.resume,
-        amp=args.amp,
-        cfg_options=args.cfg_options,
-        launcher=args.launcher,
-        compile=args.compile,
-    )
+    try:
+        cfg = build_config(
+            args.config,
+            work_dir=args.work_dir,
+            resume=args.resume,
+            amp=args.amp,
+            cfg_options=args.cfg_options,
+            launcher=args.launcher,
+            compile=args.compile,
+        )
+    except (ConfigValueError, UnknownConfigKeyError) as error:  # a setting to fix: one line, no traceback
+        print(f"train: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     if args.launcher == "pytorch":
         init_cpu_process_group(cfg)
     removed = claim_work_dir(cfg)

@@ -20,7 +20,15 @@ import hiermae  # noqa: F401  (registers hiermae's models and datasets)
 from hiermae.checkpoints import CheckpointError, load_checkpoint_file, model_config
 from hiermae.data import FashionMNIST, ImageFolder
 from hiermae.downstream.key_report import strict_load
-from hiermae.engine import positive_int, random_seed, ratio, save_reconstruction_grid, to_unit_range
+from hiermae.engine import (
+    existing_file,
+    file_to_write,
+    positive_int,
+    random_seed,
+    ratio,
+    save_reconstruction_grid,
+    to_unit_range,
+)
 from hiermae.masking import check_mask_ratio
 from hiermae.model import MaskedPretrainer
 
@@ -76,7 +84,7 @@ def visualize(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="a pretraining checkpoint (iter_N.pth)")
-    parser.add_argument("--out", default="reconstruction.png", help="PNG to write")
+    parser.add_argument("--out", type=file_to_write, default="reconstruction.png", help="PNG to write")
     parser.add_argument("--images", type=positive_int, default=8, help="number of images (rows)")
     parser.add_argument("--mask-ratio", type=ratio, help="mask ratio to draw (default: the training one)")
     parser.add_argument("--seed", type=random_seed, default=0, help="first mask seed")
@@ -85,6 +93,10 @@ def main(argv: list[str] | None = None) -> None:
         "--trust-checkpoint", action="store_true", help="unpickle CKPT in full (only for files of a trusted origin)"
     )
     args = parser.parse_args(argv)
+    try:  # after the other options, whose errors come first
+        existing_file(args.checkpoint)
+    except argparse.ArgumentTypeError as error:
+        parser.error(f"argument checkpoint: {error}")
     path = visualize(
         args.checkpoint, Path(args.out), args.images, args.mask_ratio, args.seed, args.image_folder,
         args.trust_checkpoint,

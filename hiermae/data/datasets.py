@@ -8,6 +8,7 @@ Each item is `{'inputs': uint8 C×S×S tensor, 'data_samples': {'index': i, 'lab
 import gzip
 import logging
 import multiprocessing
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from torch.utils.data import Dataset
 
 from hiermae.data.file_list import IMAGE_EXTENSIONS, Listing, list_images
 from hiermae.data.images import ChannelCountError, CropReader
+from hiermae.utils import open_regular_file
 
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_FILES = {
@@ -33,8 +35,8 @@ FASHION_MNIST_CLASSES = (
 
 
 def read_idx(path: Path, header_bytes: int) -> np.ndarray:
-    """Read the payload of a gzipped IDX file (images: 16 header bytes, labels: 8)."""
-    with gzip.open(path, "rb") as handle:
+    """Read the payload of a gzipped IDX file (images: 16 header bytes, labels: 8); only a regular file is opened."""
+    with open_regular_file(path) as stream, gzip.open(stream, "rb") as handle:
         return np.frombuffer(handle.read(), dtype=np.uint8, offset=header_bytes)
 
 
@@ -93,7 +95,8 @@ class ImageFolder(Dataset):
 
     Start-up only lists file names (see `hiermae.data.file_list`; `file_list` names a cache file, which `tools/train.py`
     puts in the work dir). A file is checked when it is read: one that cannot be decoded, PIL's decompression-bomb
-    guard included, is replaced by the next readable file, counted across data-loader workers and named in the log.
+    guard included, is replaced by the next readable file (of the same subset: `first_readable`), counted across
+    data-loader workers and named in the log.
     Pixels follow `hiermae.data.images` for every mode and bit depth; crops are decoded at the resolution they need.
     `channels` picks the reader: 3 RGB, 1 grey (never through RGB), any other count multi-band TIFFs; a file of
     another band count raises `ChannelCountError` (a setting that does not fit the data is not skipped).
@@ -169,8 +172,14 @@ class ImageFolder(Dataset):
         print_log(f"skipped unreadable image {path} ({why}); {count} skipped so far", "current", logging.WARNING)
 
     def __getitem__(self, index: int) -> dict:
-        for offset in range(len(self.names)):
-            position = (index + offset) % len(self.names)
+        return self.first_readable(range(len(self.names)), index)
+
+    def first_readable(self, positions: Sequence[int], start: int) -> dict:
+        """The item of `positions[start]`, or when that file is unreadable of the next readable one of `positions`
+        (cyclically). A subset (a validation split) passes its own positions, so a stand-in never comes from
+        outside it; the item's `index` is the file actually read."""
+        for offset in range(len(positions)):
+            position = positions[(start + offset) % len(positions)]
             if self._bad[position]:
                 continue
             try:
@@ -181,7 +190,7 @@ class ImageFolder(Dataset):
                 self._skip(position, error)
                 continue
             return {"inputs": inputs, "data_samples": {"index": position, "label": int(self.labels[position])}}
-        raise RuntimeError(f"no image in {self.root} could be read ({len(self.names)} tried)")
+        raise RuntimeError(f"no image in {self.root} could be read ({len(positions)} tried)")
 
 
 def shared_listing(root: Path, cache: Path | None) -> Listing:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hiermae.utils import open_regular_file
+
 CACHE_FORMAT = 1
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 
@@ -130,7 +132,7 @@ def read_cache(root: Path, cache: Path, extensions: tuple[str, ...]) -> Listing 
     """The cached listing of `root`, or None when there is none, it is for another root, or a folder changed."""
     start = time.perf_counter()
     try:
-        with open(cache, "rb") as handle:
+        with open_regular_file(cache) as handle:  # a cache swapped for a FIFO must not block: it is rebuilt
             header = json.loads(handle.readline())
             body = handle.read()
     except (OSError, ValueError):

@@ -37,6 +37,8 @@ import torch
 from PIL import ExifTags, Image, ImageOps
 from torchvision.transforms.v2 import functional as TF
 
+from hiermae.utils import open_regular_file
+
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
@@ -103,8 +105,9 @@ def to_grey_array(image: Image.Image) -> np.ndarray:
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """Decode `path` to H×W×3 uint8 RGB; PIL's errors (decompression-bomb guard included) propagate to the caller."""
-    with Image.open(path) as image:
+    """Decode `path` to H×W×3 uint8 RGB; PIL's errors (decompression-bomb guard included) propagate to the caller,
+    and `NotARegularFileError` for a FIFO or device, which is never read (the read could block forever)."""
+    with open_regular_file(path) as stream, Image.open(stream) as image:
         image.load()
         return to_rgb_array(image)
 
@@ -152,7 +155,7 @@ BoxDrawer = Callable[[int, int], tuple[int, int, int, int]]
 
 
 def source_name(source: str | Path | BinaryIO) -> str:
-    return str(source) if isinstance(source, str | Path) else "image"
+    return str(source) if isinstance(source, str | Path) else str(getattr(source, "name", "image"))
 
 
 def resize_box(
@@ -260,6 +263,11 @@ class CropReader:
         return random_resized_box(width, height, tuple(self.scale))
 
     def __call__(self, source: str | Path | BinaryIO) -> torch.Tensor:
+        """The crop of `source`; a path is read only when it is a regular file (`NotARegularFileError` for a FIFO
+        or device: `open()` of a FIFO waits for a writer forever)."""
+        if isinstance(source, str | Path):
+            with open_regular_file(source) as stream:
+                return self(stream)
         if self.channels == 3:
             tensor = read_rgb_crop(source, self.size, self.box)
         elif self.channels == 1:

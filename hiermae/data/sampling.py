@@ -83,6 +83,9 @@ class IterationBatchSampler(Sampler):
             raise TypeError(
                 f"IterationBatchSampler needs sampler=dict(type='InfiniteIndexSampler'), got {type(sampler).__name__}"
             )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            # 0 would divide by zero in __len__, a negative size would give negative lengths and empty batches
+            raise ValueError(f"IterationBatchSampler: batch_size must be an integer >= 1, got {batch_size!r}")
         self.sampler = sampler
         self.batch_size = batch_size
         self.first_iteration = 0

@@ -36,6 +36,7 @@ from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from hiermae.data.file_list import list_images
 from hiermae.data.images import ChannelCountError, CropReader
+from hiermae.utils import open_regular_file, read_regular_bytes
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -76,7 +77,7 @@ def pack_folder(
                 suffix = name.rsplit(".", 1)[-1].lower()
                 writer.write({
                     "__key__": f"{index:09d}",
-                    suffix: (Path(root) / name).read_bytes(),
+                    suffix: read_regular_bytes(Path(root) / name),  # a FIFO raises, never blocks
                     "cls": str(int(listing.labels[position])).encode(),
                     "json": json.dumps({"path": name}).encode(),
                 })  # fmt: skip
@@ -97,7 +98,7 @@ def read_manifest(root: Path) -> tuple[list[Shard], tuple[str, ...], int]:
     if not path.is_file():
         raise FileNotFoundError(f"{root} is not a shard folder: {MANIFEST} is missing (tools/make_shards.py writes it)")
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(read_regular_bytes(path))
         shards = [Shard(str(s["name"]), int(s["count"]), int(s["first_index"])) for s in manifest["shards"]]
         classes = tuple(manifest["classes"])
         channels = int(manifest.get("channels", 3))
@@ -119,8 +120,8 @@ def reader_slot() -> tuple[int, int]:
 
 
 def shard_samples(path: Path) -> Iterator[dict]:
-    """The samples of one tar shard, as webdataset groups its files by key."""
-    with open(path, "rb") as stream:
+    """The samples of one tar shard, as webdataset groups its files by key (`NotARegularFileError` for a FIFO)."""
+    with open_regular_file(path) as stream:
         yield from group_by_keys(tar_file_expander([{"url": str(path), "stream": stream}]))
 
 

@@ -1,4 +1,5 @@
-"""Name unknown config keys, with close matches, before mmengine ignores them or fails vaguely.
+"""Name unknown config keys, with close matches, and counts out of range, before mmengine ignores them or fails
+vaguely.
 
 mmengine passes each config dict to the constructor its `type` names, so a misspelt key either raises a bare
 `TypeError: ... unexpected keyword argument` once that part is built (model, loop, optimiser, dataset), or is
@@ -8,7 +9,9 @@ Checked here, before the runner starts:
 - every `--cfg-options` key must start with a key of the config or a key the runner reads (`sync_bn`, ...);
 - every dict whose constructor can be found (its `type` in the registry for its place in the config, or a
   DataLoader) may only hold that constructor's arguments. Constructors taking `**kwargs` cannot be judged and are
-  skipped, as are dicts whose type no registry here knows (e.g. mmdet parts without their default scope).
+  skipped, as are dicts whose type no registry here knows (e.g. mmdet parts without their default scope);
+- the counts in `LEAST_COUNTS` (batch sizes, iterations, epochs, ...) must be integers at least that large;
+- a `--cfg-options` value must not turn a text setting into a list (a comma in a path separates list items).
 Top-level keys of config files are not checked: configs use them as variables (`image_size = 64`).
 """
 
@@ -71,6 +74,22 @@ REGISTRY_BY_PLACE: list[tuple[tuple[str, ...], Registry]] = [
 BUILDER_KEYS: dict[tuple[str, ...], frozenset[str]] = {
     ("optim_wrapper",): frozenset({"type", "optimizer", "paramwise_cfg", "constructor"}),
 }
+
+
+# Counts a run needs at least this many of: (place, key, least). A batch size of 0 divided by zero in the samplers
+# and -1 failed as a negative length; `max_iters=0` ended a run at once, saving nothing, with exit status 0.
+LEAST_COUNTS: tuple[tuple[tuple[str, ...], str, int], ...] = (
+    (("*_dataloader",), "batch_size", 1),
+    (("*_dataloader",), "num_workers", 0),
+    (("*_dataloader", "batch_sampler"), "batch_size", 1),
+    (("train_cfg",), "max_iters", 1),
+    (("train_cfg",), "max_epochs", 1),
+    (("train_cfg",), "val_interval", 1),
+)
+
+
+class ConfigValueError(ValueError):
+    """A config value out of its range (a batch size of 0, ...) or of the wrong kind, named by its key."""
 
 
 class UnknownConfigKeyError(KeyError):
@@ -141,11 +160,21 @@ def check_dict(node: Mapping[str, Any], path: tuple[str, ...]) -> None:
             )
 
 
+def check_counts(node: Mapping[str, Any], path: tuple[str, ...]) -> None:
+    """Raise ConfigValueError for a count of the dict at `path` (`LEAST_COUNTS`) that is not an integer or too small."""
+    for pattern, key, least in LEAST_COUNTS:
+        if key in node and matches_place(path, pattern):
+            value = node[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigValueError(f"{'.'.join((*path, key))} must be an integer >= {least}, got {value!r}")
+
+
 def walk(node: Any, path: tuple[str, ...]) -> None:
     """Check every dict below `node` (depth first, so the outermost error in a branch comes last)."""
     if isinstance(node, Mapping):
         if path:
             check_dict(node, path)
+            check_counts(node, path)
         for key, value in node.items():
             walk(value, (*path, str(key)))
     elif isinstance(node, list | tuple):
@@ -153,15 +182,35 @@ def walk(node: Any, path: tuple[str, ...]) -> None:
             walk(value, (*path, str(index)))
 
 
+def config_value(cfg: Mapping[str, Any], dotted: str) -> Any:
+    """The value at a dotted key of `cfg` (list positions are numbers), or None when there is none."""
+    node: Any = cfg
+    for part in dotted.split("."):
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, list | tuple) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
 def check_option_keys(cfg: Config, options: Mapping[str, Any]) -> None:
-    """Every `--cfg-options` key must start with a key of `cfg` or one the runner reads."""
-    known = set(cfg.keys()) | runner_keys()
-    for option in options:
+    """Every `--cfg-options` key must start with a key of `cfg` or one the runner reads, and a value must not turn
+    a text setting of `cfg` into a list (`root=/data/a,b` reads as the list ['/data/a', 'b'])."""
+    known, plain = set(cfg.keys()) | runner_keys(), cfg.to_dict()
+    for option, value in options.items():
         head = option.split(".")[0]
         if head not in known:
             raise UnknownConfigKeyError(
                 f"unknown config key {option!r}: {head!r} is neither in the config nor read by the runner"
                 f"{close_matches(head, known)}"
+            )
+        current = config_value(plain, option)
+        if isinstance(current, str) and isinstance(value, list | tuple):
+            raise ConfigValueError(
+                f"--cfg-options {option}: the config holds text ({current!r}) but the value reads as the list "
+                f"{value!r} (a comma separates list items); quote it to keep it as text: {option}=\"...\""
             )
 
 
