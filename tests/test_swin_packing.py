@@ -100,11 +100,18 @@ def test_bin_attention_equals_torch_attention_with_bias_gradients() -> None:
         assert torch.allclose(grad, expected_grad, atol=1e-5)
 
 
-def test_bin_attention_and_torch_attention_routes_give_the_same_block() -> None:
+@pytest.mark.parametrize("shared", [False, True])
+def test_bin_attention_and_torch_attention_routes_give_the_same_block(shared: bool) -> None:
     """The CPU route (bias gathered, `BinAttention`) and torch's attention with the one-hot matmul bias (the GPU
-    route): one shifted block in training mode, output and every parameter gradient."""
+    route): one shifted block in training mode, output and every parameter gradient; per-sample packing, or one
+    packing serving both samples of a shared mask."""
     encoder = small_encoder().train()
-    plan = encoder.planner("cpu")(random_visible(2, 2))[0]
+    visible = random_visible(2, 2)
+    if shared:
+        visible = visible[:1].repeat(2, 1, 1)
+    planner = encoder.planner("cpu")
+    plan = (planner.calibrated([visible]) if shared else planner)(visible)[0]
+    assert plan.packings[0].samples == (2 if shared else 1)
     block, packing = encoder.model.layers[0].blocks[1], plan.packings[plan.block_packing[1]]
     tokens = torch.randn(len(plan.sites.batch), 16, generator=torch.Generator().manual_seed(2))
     results = []
