@@ -28,7 +28,7 @@ from hiermae.downstream.checkpoints import CheckpointError
 from hiermae.engine.amp import AutocastOptimWrapper
 from hiermae.engine.config_check import UnknownConfigKeyError, check_config_keys
 from hiermae.engine.hooks import ReconstructionHook, TrainingSummaryHook, first_items
-from hiermae.engine.training import WorkDirInUseError, build_config, claim_work_dir
+from hiermae.engine.training import WorkDirInUseError, build_config, claim_work_dir, new_run_folder
 
 from small_training import CONFIG, ROOT, small_options, train_command
 
@@ -245,6 +245,9 @@ def test_the_default_work_dir_is_new_for_each_run_and_resume_finds_the_newest(tm
     second = Path(build_config(str(CONFIG)).work_dir)
     assert second != first and second.parent == first.parent
     assert Path(build_config(str(CONFIG), resume="auto").work_dir) == first
+    taken = new_run_folder(tmp_path / "evaluate")  # tools/evaluate.py's default work dir
+    taken.mkdir(parents=True)
+    assert new_run_folder(tmp_path / "evaluate") not in (taken, None)
     with pytest.raises(ValueError, match="--launcher pytorch: pass --work-dir"):
         build_config(str(CONFIG), launcher="pytorch")
     with pytest.raises(NothingToResumeError, match="no run of .* holds a checkpoint"):

@@ -3,12 +3,13 @@
     python tools/evaluate.py [CKPT] [--backbone NAME] [--input-size S] [--protocol knn linear finetune]
                              [--train-limit N | --labelled N] [--test-limit N] [--linear-epochs E]
                              [--finetune-epochs E] [--batch-size B]
-                             [--work-dir D] [--seed 0] [--json FILE]
+                             [--work-dir D] [--seed 0] [--json FILE] [--in-chans C]
 
 CKPT is a pretraining checkpoint or a timm export (`tools/export.py --format timm`); without it the backbone
 named by --backbone is evaluated from random initialisation (the baseline pretraining must beat). --labelled N
 trains every protocol on a fixed stratified N training images (the low-label regime); fine-tuning follows
-`tools/finetune.py`'s protocol (`hiermae/downstream/finetune.py`).
+`tools/finetune.py`'s protocol (`hiermae/downstream/finetune.py`). Images are read with the checkpoint's input
+channels (--in-chans C: C of them, the stem adapted as `tools/finetune.py` adapts it).
 """
 
 import argparse
@@ -18,7 +19,7 @@ from pathlib import Path
 from hiermae.checkpoints import CheckpointError
 from hiermae.downstream.classification import evaluate
 from hiermae.downstream.finetune import FineTuneRecipe
-from hiermae.engine import file_to_write, folder_to_write, image_size, positive_int, random_seed
+from hiermae.engine import file_to_write, folder_to_write, image_size, new_run_folder, positive_int, random_seed
 from hiermae.utils import write_json
 
 
@@ -27,6 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("checkpoint", nargs="?", help="pretraining checkpoint or timm export; omit for random init")
     parser.add_argument("--backbone", help="timm name (required for random init, else read from the checkpoint)")
     parser.add_argument("--input-size", type=image_size, help="image side (default: the checkpoint's, or 64)")
+    parser.add_argument("--in-chans", type=positive_int, help="image channels (default: the checkpoint's, or 3)")
     parser.add_argument(
         "--protocol", nargs="+", choices=["knn", "linear", "finetune"], default=["knn", "linear"],
         help="evaluations to run",
@@ -38,7 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--finetune-epochs", type=positive_int, default=FineTuneRecipe.epochs, help="fine-tune epochs")
     parser.add_argument("--batch-size", type=positive_int, default=FineTuneRecipe.batch_size, help="fine-tuning batch")
     parser.add_argument(
-        "--work-dir", type=folder_to_write, default="work_dirs/evaluate", help="where the runners write their logs"
+        "--work-dir", type=folder_to_write,
+        help="where the runners write their logs (default: a new folder in work_dirs/evaluate)",
     )
     parser.add_argument("--seed", type=random_seed, default=0, help="random seed (random init, data order)")
     parser.add_argument("--json", type=file_to_write, help="also write {protocol: top-1} to this file")
@@ -74,7 +77,7 @@ def run_evaluation(args: argparse.Namespace) -> dict[str, float]:
         protocols=tuple(args.protocol),
         train_limit=args.train_limit,
         test_limit=args.test_limit,
-        work_dir=args.work_dir,
+        work_dir=args.work_dir or new_run_folder("work_dirs/evaluate"),
         linear_epochs=args.linear_epochs,
         labelled=args.labelled,
         recipe=FineTuneRecipe(
@@ -82,6 +85,7 @@ def run_evaluation(args: argparse.Namespace) -> dict[str, float]:
         ),
         seed=args.seed,
         trust=args.trust_checkpoint,
+        in_chans=args.in_chans,
     )
 
 

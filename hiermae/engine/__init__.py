@@ -28,6 +28,6 @@ from hiermae.engine.visualization import save_reconstruction_grid
 __all__ = [
     "ConfigOptions", "ConfigValueError", "ReconstructionHook", "TrainingSummaryHook", "UnknownConfigKeyError",
     "build_config", "build_runner", "claim_work_dir", "cleanup_on_sigterm", "enable_amp", "existing_file",
-    "file_to_write", "folder_to_write", "image_size", "init_cpu_process_group", "new_run_folder", "number", "positive_int", "random_seed",
-    "ratio", "save_reconstruction_grid", "to_unit_range"
+    "file_to_write", "folder_to_write", "image_size", "init_cpu_process_group", "new_run_folder", "number",
+    "positive_int", "random_seed", "ratio", "save_reconstruction_grid", "to_unit_range"
 ]

@@ -144,12 +144,18 @@ def default_work_dir(config: str, resume: str | None, launcher: str) -> str:
         return str(held[-1])
     if launcher != "none":
         raise ValueError(f"--launcher {launcher}: pass --work-dir, so that every process of the run writes to the same")
+    return str(new_run_folder(runs))
+
+
+def new_run_folder(parent: str | Path) -> Path:
+    """`parent/<start time>` (`YYYYmmdd_HHMMSS`, then `_2`, `_3`, ... when taken): a folder no earlier run used,
+    the default work dir of the tools."""
     stamp = time.strftime("%Y%m%d_%H%M%S")
-    folder, number = runs / stamp, 1
+    folder, number = Path(parent) / stamp, 1
     while folder.exists():
         number += 1
-        folder = runs / f"{stamp}_{number}"
-    return str(folder)
+        folder = Path(parent) / f"{stamp}_{number}"
+    return folder
 
 
 def claim_work_dir(cfg: Config) -> list[Path]:
