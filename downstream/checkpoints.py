@@ -2,7 +2,8 @@
 
 A pretraining checkpoint is an mmengine checkpoint of `MaskedPretrainer`: encoder weights live under
 `encoder.model.<timm name>`, and its stored model config (read as data, never run: `hiermae.checkpoints.literal_config`)
-names the backbone and input size. Files are read by `hiermae.checkpoints.safe_load`, so a checkpoint cannot run code.
+names the backbone and input size; its stem's weight, the input channels. Files are read by
+`hiermae.checkpoints.safe_load`, so a checkpoint cannot run code.
 """
 
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from hiermae.checkpoints import (
     model_config,
     non_finite_tensors,
 )
+from hiermae.downstream.input_channels import stem_channels
 
 ENCODER_PREFIX = "encoder.model."
 DEFAULT_INPUT_SIZE = 224
@@ -33,6 +35,7 @@ class EncoderWeights:
     input_size: int
     state_dict: dict[str, torch.Tensor]
     dropped: list[str]  # checkpoint keys that are not encoder weights (decoder, mask tokens, classifier head)
+    in_chans: int = 3  # input channels the stem reads
 
 
 def create_timm_model(name: str, input_size: int = DEFAULT_INPUT_SIZE, **timm_kwargs: object) -> torch.nn.Module:
@@ -65,6 +68,7 @@ def read_encoder_weights(
     The backbone and input size come from the arguments, else from the checkpoint's model config (or the `meta`
     of an export); the weights must match `timm.create_model(backbone)` minus its head, key for key and shape, and
     be finite, else CheckpointError. `trust` unpickles the file in full (`--trust-checkpoint`).
+    The input channels C are read from the stem's weight; the check is against timm's model built for C.
     """
     checkpoint = load_checkpoint_file(path, trust=trust)
     model_cfg = model_config(checkpoint, str(path)) or {}
@@ -81,28 +85,32 @@ def read_encoder_weights(
     if not isinstance(state_dict, dict):
         raise CheckpointError(f"checkpoint {path} has no state dict")
     weights, dropped = split_encoder_weights(state_dict, backbone)
-    check_against_timm(weights, backbone, input_size, source=str(path))
+    in_chans = stem_channels(weights, backbone) or 3
+    check_against_timm(weights, backbone, input_size, source=str(path), in_chans=in_chans)
     non_finite = non_finite_tensors(weights)
     if non_finite:
         raise CheckpointError(
             f"checkpoint {path} holds NaN or infinite weights in {len(non_finite)} encoder tensors "
             f"[{compact(non_finite, 5)}]: it was saved after its run diverged. Use an earlier checkpoint."
         )
-    return EncoderWeights(backbone=backbone, input_size=int(input_size), state_dict=weights, dropped=dropped)
+    return EncoderWeights(backbone, int(input_size), weights, dropped, in_chans)
 
 
-def check_against_timm(weights: dict[str, torch.Tensor], backbone: str, input_size: int, source: str) -> None:
-    """Raise CheckpointError unless `weights` has exactly the non-head keys and shapes of timm's `backbone`.
+def check_against_timm(
+    weights: dict[str, torch.Tensor], backbone: str, input_size: int, source: str, in_chans: int = 3
+) -> None:
+    """Raise CheckpointError unless `weights` has exactly the non-head keys and shapes of timm's `backbone` with
+    `in_chans` input channels.
 
     Size-dependent tensors (Swin bias tables, ViT position embeddings) may differ; export resizes them.
     """
     family = encoder_family(backbone)
-    model = family.create_timm_model(backbone, input_size)
+    model = family.create_timm_model(backbone, input_size, in_chans=in_chans)
     reference = {k: v for k, v in model.state_dict().items() if not family.is_head_key(k)}
     missing, unexpected, wrong_shape = key_mismatches(reference, weights, shape_exempt=SIZE_DEPENDENT)
     if missing or unexpected or wrong_shape:
         raise CheckpointError(
-            f"{source} is not a {backbone} encoder at {input_size} px: "
+            f"{source} is not a {backbone} encoder at {input_size} px with {in_chans} input channels: "
             f"{len(missing)} missing keys {missing[:5]}, {len(unexpected)} unexpected keys {unexpected[:5]}, "
             f"{len(wrong_shape)} shape mismatches {wrong_shape[:5]}"
         )

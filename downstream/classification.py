@@ -145,10 +145,11 @@ def probe(
 ) -> dict[str, float]:
     """kNN and / or linear-probe top-1 of frozen features: trained on `data.train` and scored on `data.val`, both
     without augmentation (`amp`: features extracted under bf16 autocast)."""
-    train_cfg, test_cfg = data.at(loaded.input_size, augment=False)
+    train_cfg, test_cfg = data.at(loaded.input_size, augment=False, channels=loaded.in_chans)
     train_set, test_set = DATASETS.build(train_cfg), DATASETS.build(test_cfg)
-    train_features, train_labels = extract_features(loaded, train_set, data.normalization, amp=amp)
-    test_features, test_labels = extract_features(loaded, test_set, data.normalization, amp=amp)
+    normalization = data.normalization_for(loaded.in_chans)
+    train_features, train_labels = extract_features(loaded, train_set, normalization, amp=amp)
+    test_features, test_labels = extract_features(loaded, test_set, normalization, amp=amp)
     results = {}
     if "knn" in protocols:
         results["knn"] = knn_accuracy(train_features, train_labels, test_features, test_labels)
@@ -178,6 +179,7 @@ def evaluate(
     recipe: FineTuneRecipe | None = None,
     seed: int = 0,
     trust: bool = False,
+    in_chans: int | None = None,
 ) -> dict[str, float]:
     """Top-1 accuracy per protocol (`knn`, `linear`, `finetune`) on Fashion-MNIST of a checkpoint's encoder, or of
     random init of `backbone`.
@@ -186,14 +188,15 @@ def evaluate(
     scored on the first `test_limit` test images, or (`evaluate_on='validation'`) on other training images.
     Fine-tuning follows `recipe` (default `FineTuneRecipe()`), whose `amp` also sets the precision of the probes'
     feature passes; the fine-tuning curve is written to `<work_dir>/finetune/curve.json`. `trust` unpickles the
-    checkpoint in full (`--trust-checkpoint`).
+    checkpoint in full (`--trust-checkpoint`). Images are read with `in_chans` channels (default: the checkpoint's;
+    a stem of another count is adapted).
     """
     unknown = set(protocols) - set(PROTOCOLS)
     if unknown:
         raise ValueError(f"unknown protocols {sorted(unknown)}; valid: {', '.join(PROTOCOLS)}")
     recipe = recipe or FineTuneRecipe()
     torch.manual_seed(seed)
-    loaded = load_backbone(checkpoint, backbone, input_size, trust=trust)
+    loaded = load_backbone(checkpoint, backbone, input_size, trust=trust, in_chans=in_chans)
     data = fashion_mnist_data(
         recipe.crop_scale, labelled=labelled, evaluate_on=evaluate_on, train_limit=train_limit,
         test_limit=test_limit,
@@ -206,7 +209,7 @@ def evaluate(
     if "finetune" in protocols:
         result = finetune(
             checkpoint, data, recipe=recipe, backbone=loaded.name, input_size=loaded.input_size,
-            work_dir=Path(work_dir) / "finetune", seed=seed, trust=trust,
+            work_dir=Path(work_dir) / "finetune", seed=seed, trust=trust, in_chans=loaded.in_chans,
         )  # fmt: skip
         results["finetune"] = result.top1
     return results

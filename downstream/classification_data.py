@@ -18,12 +18,21 @@ class ClassificationData:
     num_classes: int
     normalization: dict = field(default_factory=lambda: dict(FASHION_MNIST_NORMALIZATION))
 
-    def at(self, image_size: int, augment: bool = True) -> tuple[dict, dict]:
-        """The training and evaluation dataset configs at `image_size` (`augment=False`: training data as is)."""
-        train = dict(self.train, image_size=image_size)
+    def at(self, image_size: int, augment: bool = True, channels: int = 3) -> tuple[dict, dict]:
+        """The training and evaluation dataset configs at `image_size`, read with `channels` channels
+        (`augment=False`: training data as is)."""
+        train = dict(self.train, image_size=image_size, channels=channels)
         if not augment:
             train["augment"] = False
-        return train, dict(self.val, image_size=image_size)
+        return train, dict(self.val, image_size=image_size, channels=channels)
+
+    def normalization_for(self, channels: int) -> dict:
+        """`normalization` for `channels` channels: as stated when it has that many values, otherwise the mean of
+        its values for every channel (one grey channel of an RGB statistic, or bands without their own)."""
+        mean, std = list(self.normalization["mean"]), list(self.normalization["std"])
+        if len(mean) == channels:
+            return dict(mean=mean, std=std)
+        return dict(mean=[sum(mean) / len(mean)] * channels, std=[sum(std) / len(std)] * channels)
 
 
 def fashion_mnist_data(

@@ -5,7 +5,10 @@
   and `SwinTransformer`, or hiermae's `TimmBackbone`), renamed by its key map (`mm_state_dict`), so configs load
   them with `init_cfg=dict(type='Pretrained', checkpoint=FILE)`. The written file is then loaded a second time
   through the target's own `init_weights`, which must reproduce every exported tensor.
-Files are `{'state_dict': ..., 'meta': {backbone, format, input_size, target}}` (plain types: weights_only loads);
+An export reads the checkpoint's input channels C: the timm target is `timm.create_model(backbone, in_chans=C)`,
+the mmdet / mmseg backbone is built with `in_channels=C`.
+Files are `{'state_dict': ..., 'meta': {backbone, format, input_size, in_chans, target}}` (plain types:
+weights_only loads);
 a timm export to `*.safetensors` holds the same tensors with the meta as string metadata (timm reads it natively).
 
 An export never loses data: it is written to a temporary file beside `out`, checked there, and renamed over
@@ -106,6 +109,17 @@ def check_target_type(backbone: str, target: MMBackbone, cfg: dict) -> None:
         )
 
 
+def with_in_channels(backbone_cfg: dict, in_chans: int) -> dict:
+    """`backbone_cfg` reading `in_chans` input channels (mmdet's / mmseg's `in_channels`); CheckpointError when it
+    states another count."""
+    stated = backbone_cfg.get("in_channels", in_chans)
+    if stated != in_chans:
+        raise CheckpointError(
+            f"the target backbone reads in_channels={stated}, but the checkpoint's stem reads {in_chans} channels"
+        )
+    return {**backbone_cfg, "in_channels": in_chans}
+
+
 def check_output_path(checkpoint: Path, out: str | Path, fmt: str) -> None:
     """Refuse an `out` whose writing would destroy data or could not be loaded by the target."""
     path = Path(out)
@@ -170,15 +184,17 @@ def init_logs_at_debug() -> Iterator[None]:
 
 def export_timm(weights: EncoderWeights, out: Path, input_size: int) -> ExportResult:
     """Write the timm state dict (resized to `input_size` where needed) and strict-load it, minus the head."""
-    target = create_timm_model(weights.backbone, input_size)
+    target = create_timm_model(weights.backbone, input_size, in_chans=weights.in_chans)
     state_dict, notes = fit_to_target(weights.state_dict, target)
     head = encoder_family(weights.backbone).head_key_patterns()
-    report = strict_load(target, state_dict, f"timm {weights.backbone} at {input_size} px", head)
+    target_name = f"timm {weights.backbone} at {input_size} px, in_chans={weights.in_chans}"
+    report = strict_load(target, state_dict, target_name, head)
     notes.append(
         f"head keys (not exported; timm.create_model(num_classes=...) adds them): {compact(report.initialised)}"
     )
     with staged_output(out) as staged:
-        save(staged, out, state_dict, {"backbone": weights.backbone, "format": "timm", "input_size": input_size})
+        meta = {"backbone": weights.backbone, "format": "timm", "input_size": input_size, "in_chans": weights.in_chans}
+        save(staged, out, state_dict, meta)
     return ExportResult(out, "timm", weights.backbone, report, notes)
 
 
@@ -186,6 +202,7 @@ def export_mm(weights: EncoderWeights, out: Path, fmt: str, backbone_cfg: dict) 
     """Write weights for an mmdet/mmseg backbone, strict-load them, then check its own init_weights reads them."""
     family, mm = encoder_family(weights.backbone), mm_target(weights.backbone)
     check_target_type(weights.backbone, mm, backbone_cfg)
+    backbone_cfg = with_in_channels(backbone_cfg, weights.in_chans)
     models = registry_for(fmt)
     backbone_cfg = {**backbone_cfg, "_scope_": fmt}  # build in fmt's scope whatever scope is current
     with init_logs_at_debug():
@@ -193,7 +210,8 @@ def export_mm(weights: EncoderWeights, out: Path, fmt: str, backbone_cfg: dict) 
     holder = mm.holder(target)
     state_dict, notes = fit_to_target(family.mm_state_dict(weights.state_dict, backbone_cfg), holder)
     report = strict_load(holder, state_dict, f"{fmt} {mm.type}", mm.derived_keys)
-    meta = {"backbone": weights.backbone, "format": fmt, "input_size": weights.input_size, "target": mm.type}
+    meta = {"backbone": weights.backbone, "format": fmt, "input_size": weights.input_size,
+            "in_chans": weights.in_chans, "target": mm.type}  # fmt: skip
     with staged_output(out) as staged, init_logs_at_debug():
         save(staged, out, {mm.file_prefix + k: v for k, v in state_dict.items()}, meta)
         check_native_loading(models, mm, backbone_cfg, staged, state_dict)
@@ -238,7 +256,10 @@ def export_checkpoint(
         raise ValueError(f"unknown format {fmt!r}; valid formats: {', '.join(FORMATS)}")
     check_output_path(Path(checkpoint), out, fmt)
     weights = read_encoder_weights(checkpoint, backbone, trust=trust)
-    notes = [f"source {checkpoint}: {weights.backbone} at {weights.input_size} px, {len(weights.state_dict)} tensors"]
+    notes = [
+        f"source {checkpoint}: {weights.backbone} at {weights.input_size} px, {weights.in_chans} input channels, "
+        f"{len(weights.state_dict)} tensors"
+    ]
     if weights.dropped:
         notes.append(
             f"dropped (decoder, mask tokens, classifier head: {len(weights.dropped)}): {compact(weights.dropped)}"

@@ -76,6 +76,7 @@ class ImageClassifier(BaseModel):
 
     Its backbone comes from `checkpoint` (a pretraining checkpoint or a timm export, strict-loaded except the
     head; it names its backbone and size) or is randomly initialised (`checkpoint=None`, `backbone` required).
+    It reads `in_chans` channels (default: the checkpoint's, else 3); a stem of another count is adapted.
     """
 
     def __init__(
@@ -87,14 +88,16 @@ class ImageClassifier(BaseModel):
         drop_path_rate: float = 0.0,
         label_smoothing: float = 0.0,
         trust_checkpoint: bool = False,
+        in_chans: int | None = None,
         data_preprocessor: dict | None = None,
         init_cfg: dict | None = None,
     ) -> None:
         preprocessor = data_preprocessor or dict(type="ImgDataPreprocessor", **FASHION_MNIST_NORMALIZATION)
         super().__init__(data_preprocessor=preprocessor, init_cfg=init_cfg)
         loaded = load_backbone(
-            checkpoint, backbone, input_size, num_classes, trust=trust_checkpoint, drop_path_rate=drop_path_rate
-        )
+            checkpoint, backbone, input_size, num_classes, trust=trust_checkpoint, in_chans=in_chans,
+            drop_path_rate=drop_path_rate,
+        )  # fmt: skip
         self.network = loaded.model
         # The weights are loaded (or timm initialised them): mmengine's Runner calls `init_weights()` of every child
         # that has one, and timm's ResNet / ViT / Swin would re-initialise themselves.
@@ -102,6 +105,7 @@ class ImageClassifier(BaseModel):
         self.backbone = loaded.name
         self.pretrained = checkpoint is not None
         self.input_size = loaded.input_size
+        self.in_chans = loaded.in_chans
         self.load_report: KeyReport | None = loaded.report
         self.label_smoothing = label_smoothing
 
@@ -168,19 +172,21 @@ def runner_config(
     seed: int = 0,
     save_checkpoint: bool = False,
     trust: bool = False,
+    in_chans: int | None = None,
 ) -> Config:
-    """The mmengine config of one fine-tuning run (the keys the `configs/finetune/` files set). The backbone and
-    input size default to those the checkpoint names (random init: `backbone` is required, 64 px by default)."""
+    """The mmengine config of one fine-tuning run (the keys the `configs/finetune/` files set). The backbone, input
+    size and channels (`in_chans`: the data's, and the classifier's) default to those of the checkpoint (random
+    init: `backbone` is required, 64 px and 3 channels by default)."""
     if checkpoint is None:
         if backbone is None:
             raise ValueError("fine-tuning needs a checkpoint, or a backbone name for random init")
-        name, input_size = backbone, input_size or DEFAULT_INPUT_SIZE
+        name, input_size, channels = backbone, input_size or DEFAULT_INPUT_SIZE, in_chans or 3
     else:
         weights = read_encoder_weights(checkpoint, backbone, trust=trust)
-        name, input_size = weights.backbone, input_size or weights.input_size
+        name, input_size, channels = weights.backbone, input_size or weights.input_size, in_chans or weights.in_chans
     epochs, warmup = recipe.epochs, recipe.warmup_epochs
     val_interval = recipe.val_interval or epochs
-    train_set, val_set = data.at(input_size)
+    train_set, val_set = data.at(input_size, channels=channels)
     loader = dict(num_workers=0, collate_fn=dict(type="default_collate"))
     schedule = [dict(type="CosineAnnealingLR", by_epoch=True, begin=warmup, end=epochs, T_max=epochs - warmup,
                      eta_min=0.0, convert_to_iter_based=True)]  # fmt: skip
@@ -200,7 +206,8 @@ def runner_config(
                 drop_path_rate=recipe.drop_path,
                 label_smoothing=recipe.label_smoothing,
                 trust_checkpoint=trust,
-                data_preprocessor=dict(type="ImgDataPreprocessor", **data.normalization),
+                in_chans=channels,
+                data_preprocessor=dict(type="ImgDataPreprocessor", **data.normalization_for(channels)),
             ),
             train_dataloader=dict(
                 batch_size=recipe.batch_size,
@@ -297,6 +304,7 @@ def finetune(
     seed: int = 0,
     save_checkpoint: bool = False,
     trust: bool = False,
+    in_chans: int | None = None,
 ) -> FineTuneResult:
     """Fine-tune `checkpoint` (or random init of `backbone`) on `data` with `recipe`; see `runner_config` (`trust`:
     unpickle the checkpoint in full, `--trust-checkpoint`). With `save_checkpoint` the classifier is saved, and a
@@ -305,6 +313,6 @@ def finetune(
         check_unused_work_dir(work_dir)
     cfg = runner_config(
         recipe, data, backbone=backbone, checkpoint=checkpoint, input_size=input_size, work_dir=work_dir, seed=seed,
-        save_checkpoint=save_checkpoint, trust=trust,
+        save_checkpoint=save_checkpoint, trust=trust, in_chans=in_chans,
     )  # fmt: skip
     return run_finetuning(cfg)

@@ -14,7 +14,8 @@ class KeyReport:
 
     `initialised` are target keys the export does not provide by design (new output norms, buffers the target
     derives from its own config, a classifier head); every other missing key, any unexpected key and any shape
-    mismatch makes the load fail.
+    mismatch makes the load fail. `adapted` says how weights were fitted to the target first (a stem adapted to
+    another number of input channels).
     """
 
     target: str
@@ -23,6 +24,7 @@ class KeyReport:
     unexpected: list[str] = field(default_factory=list)
     wrong_shape: list[str] = field(default_factory=list)
     initialised: list[str] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -34,6 +36,7 @@ class KeyReport:
             f"strict load into {self.target}: {self.loaded} tensors loaded, {len(self.missing)} missing, "
             f"{len(self.unexpected)} unexpected, {len(self.wrong_shape)} of the wrong shape"
         ]
+        out += [f"  {line}" for line in self.adapted]
         for title, keys in (
             ("missing", self.missing),
             ("unexpected", self.unexpected),

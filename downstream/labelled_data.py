@@ -1,7 +1,7 @@
 """Labelled images for fine-tuning and probing: Fashion-MNIST (whole splits or fixed stratified subsets) and a
 user's folder with one sub-folder per class, with the training augmentation (random-resized crop, flip).
 
-Items keep the layout of `hiermae.data.datasets`: `{'inputs': uint8 3×S×S, 'data_samples': {'index', 'label'}}`.
+Items keep the layout of `hiermae.data.datasets`: `{'inputs': uint8 C×S×S, 'data_samples': {'index', 'label'}}`.
 """
 
 from collections.abc import Sequence
@@ -87,12 +87,13 @@ class LabelledFashionMNIST(Dataset):
         augment: bool = False,
         crop_scale: tuple[float, float] = (0.35, 1.0),
         limit: int | None = None,
+        channels: int = 3,
     ) -> None:
         if subset not in SUBSETS:
             raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
         if subset != "all" and split != "train":
             raise ValueError(f"the {subset!r} subset is drawn from the training split, not {split!r}")
-        self.images = FashionMNIST(split=split, image_size=image_size, limit=limit)
+        self.images = FashionMNIST(split=split, image_size=image_size, limit=limit, channels=channels)
         labels = self.images.labels.tolist()
         labelled = stratified_indices(labels, labelled_size, subset_seed) if subset != "all" else []
         if subset == "labelled":
@@ -135,11 +136,14 @@ class LabelledImageFolder(Dataset):
         split_seed: int = 0,
         augment: bool = False,
         crop_scale: tuple[float, float] = (0.08, 1.0),
+        channels: int = 3,
     ) -> None:
         if part not in ("all", "train", "val"):
             raise ValueError(f"part must be 'all', 'train' or 'val', got {part!r}")
         crop = "random" if augment else "centre"  # centre: short side resized to image_size, centre-cropped
-        self.folder = ImageFolder(root, image_size=image_size, scale=tuple(crop_scale), flip=augment, crop=crop)
+        self.folder = ImageFolder(
+            root, image_size=image_size, scale=tuple(crop_scale), flip=augment, crop=crop, channels=channels
+        )
         labels = [int(label) for label in self.folder.labels]
         loose = labels.count(-1)
         if loose:

@@ -26,7 +26,8 @@ class TimmBackbone(BaseModule):
     convention; -1 freezes nothing): every parameter timm registers before the end of stage k - 1 (k = 0: before
     stage 0), with the modules holding them kept in eval mode. `init_cfg=dict(type='Pretrained', checkpoint=FILE)`
     strict-loads a timm-named state dict (`tools/export.py --format timm|mmdet|mmseg`), optionally under a
-    `backbone.` prefix; anything missing or unexpected raises.
+    `backbone.` prefix; anything missing or unexpected raises. `in_channels` is the images' channel count (timm's
+    `in_chans`), as mmdet's and mmseg's own backbones name it.
     """
 
     def __init__(
@@ -35,6 +36,7 @@ class TimmBackbone(BaseModule):
         out_indices: tuple[int, ...] = (0, 1, 2, 3),
         frozen_stages: int = -1,
         drop_path_rate: float = 0.0,
+        in_channels: int = 3,
         init_cfg: dict | None = None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -51,7 +53,7 @@ class TimmBackbone(BaseModule):
         if not -1 <= frozen_stages <= len(STAGE_STRIDES):
             raise ValueError(f"frozen_stages must lie in -1..{len(STAGE_STRIDES)}, got {frozen_stages}")
         model = self.family.create_timm_model(
-            backbone, DEFAULT_INPUT_SIZE, num_classes=0, drop_path_rate=drop_path_rate
+            backbone, DEFAULT_INPUT_SIZE, num_classes=0, drop_path_rate=drop_path_rate, in_chans=in_channels
         )
         self.model = self.family.drop_head(model)
         stages = [i for i, info in enumerate(self.model.feature_info) if info["reduction"] in STAGE_STRIDES]

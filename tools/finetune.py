@@ -5,6 +5,7 @@
                              [--epochs 30] [--batch-size 64] [--base-lr 1e-3] [--weight-decay 0.05]
                              [--layer-decay R] [--warmup-epochs 3] [--label-smoothing 0.1] [--drop-path 0.1]
                              [--crop-scale LOW HIGH] [--no-amp] [--work-dir D] [--seed 0] [--json FILE]
+                             [--in-chans C]
 
 CKPT is a timm export (`tools/export.py --format timm`) or a pretraining checkpoint; without it, --backbone is
 trained from random initialisation (without layer-wise lr decay). FOLDER holds one sub-folder per class; without
@@ -14,6 +15,9 @@ one per run) receives the fine-tuned classifier (`epoch_<N>.pth`, timm's names u
 (loss, lr, seconds and top-1 per epoch); one holding another run's results is refused. An unreadable image is
 replaced by another of its own split, and the report counts the images each split really used and scored.
 Protocol: `hiermae/downstream/finetune.py`.
+Images are read with the checkpoint's input channels (3 for random init); --in-chans C reads C (1 grey, 3 RGB,
+other: TIFF bands) and adapts a stem trained on another count as timm adapts pretrained weights (summed to one
+channel, repeated and scaled to more), which the key report prints.
 """
 
 import argparse
@@ -44,6 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("checkpoint", nargs="?", help="timm export or pretraining checkpoint; omit for random init")
     parser.add_argument("--backbone", help="timm name (required for random init, else read from the checkpoint)")
     parser.add_argument("--input-size", type=image_size, help="image side (default: the checkpoint's, or 64)")
+    parser.add_argument("--in-chans", type=positive_int, help="image channels (default: the checkpoint's, or 3)")
     parser.add_argument("--data", default=FASHION_MNIST, help="'fashion-mnist' or a folder with a sub-folder per class")
     parser.add_argument("--val-data", help="a separate validation folder (same class sub-folders)")
     parser.add_argument("--val-fraction", type=fraction, default=0.2, help="held out of --data without --val-data")
@@ -131,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         result = finetune(
             args.checkpoint, data, recipe=recipe, backbone=args.backbone, input_size=args.input_size,
             work_dir=work_dir,
-            seed=args.seed, save_checkpoint=True, trust=args.trust_checkpoint,
+            seed=args.seed, save_checkpoint=True, trust=args.trust_checkpoint, in_chans=args.in_chans,
         )  # fmt: skip
     except (CheckpointError, FileNotFoundError, UsedWorkDirError, ValueError) as error:
         print(f"finetune failed: {error}", file=sys.stderr)

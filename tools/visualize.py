@@ -1,12 +1,14 @@
 """Reconstruction grid of a pretraining checkpoint: original | masked input | prediction | prediction pasted.
 
     python tools/visualize.py CKPT [--out PNG] [--images 8] [--mask-ratio R] [--seed 0] [--image-folder DIR]
-                              [--trust-checkpoint]
+                              [--bands R G B] [--trust-checkpoint]
 
 The model (backbone, sparse path, decoder, target) is rebuilt from the model config stored in the checkpoint
 (read as data, never run) and its weights are loaded strictly. Images are Fashion-MNIST test images at the
 checkpoint's input size, or the first readable images of --image-folder; masks are seeded, so the same command
 draws the same grid. --mask-ratio replaces the training ratio to see how the model copes with more or less context.
+Images are read with the checkpoint's input channels: a grey model's grid is grey; for other than 1 or 3 channels
+--bands picks the three shown as red, green, blue (0-based; default the first three), named in a caption.
 """
 
 import argparse
@@ -51,9 +53,9 @@ def load_pretrainer(path: str | Path, mask_ratio: float | None = None, *, trust:
 def first_images(model: MaskedPretrainer, count: int, image_folder: str | None) -> list[dict]:
     """`count` dataset items at the model's input size (Fashion-MNIST test split unless a folder is given)."""
     if image_folder:
-        dataset = ImageFolder(root=image_folder, image_size=model.input_size)
+        dataset = ImageFolder(root=image_folder, image_size=model.input_size, channels=model.in_chans)
     else:
-        dataset = FashionMNIST(split="test", image_size=model.input_size, limit=count)
+        dataset = FashionMNIST(split="test", image_size=model.input_size, limit=count, channels=model.in_chans)
     return [dataset[i] for i in range(min(count, len(dataset)))]
 
 
@@ -66,6 +68,7 @@ def visualize(
     seed: int,
     folder: str | None,
     trust: bool = False,
+    bands: tuple[int, int, int] | None = None,
 ) -> Path:
     """Write the grid for the first `images` images and return its path."""
     model = load_pretrainer(checkpoint, mask_ratio, trust=trust)
@@ -77,8 +80,9 @@ def visualize(
         raise SystemExit(f"{checkpoint}: the {type(model.target).__name__} target has no pixel-space prediction")
     to_pixels = model.data_preprocessor
     return save_reconstruction_grid(
-        out, to_unit_range(inputs, to_pixels), to_unit_range(output["pred"], to_pixels), output["visible"], model.unit
-    )
+        out, to_unit_range(inputs, to_pixels), to_unit_range(output["pred"], to_pixels), output["visible"], model.unit,
+        bands,
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,6 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mask-ratio", type=ratio, help="mask ratio to draw (default: the training one)")
     parser.add_argument("--seed", type=random_seed, default=0, help="first mask seed")
     parser.add_argument("--image-folder", help="use the images of this folder instead of Fashion-MNIST")
+    parser.add_argument("--bands", type=int, nargs=3, metavar=("R", "G", "B"),
+                        help="channels shown as red, green, blue (images of other than 1 or 3 channels)")  # fmt: skip
     parser.add_argument(
         "--trust-checkpoint", action="store_true", help="unpickle CKPT in full (only for files of a trusted origin)"
     )
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"argument checkpoint: {error}")
     path = visualize(
         args.checkpoint, Path(args.out), args.images, args.mask_ratio, args.seed, args.image_folder,
-        args.trust_checkpoint,
+        args.trust_checkpoint, args.bands,
     )  # fmt: skip
     print(f"reconstruction grid: {path}  (original | masked input | prediction | prediction pasted)")
 

@@ -11,6 +11,7 @@ model = dict(
     backbone=dict(
         _delete_=True,
         type="SwinTransformer",
+        in_channels=3,
         embed_dims=96,
         depths=(2, 2, 6, 2),
         num_heads=(3, 6, 12, 24),

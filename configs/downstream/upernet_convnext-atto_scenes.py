@@ -9,7 +9,8 @@ _base_ = [
 ]
 model = dict(
     backbone=dict(
-        _delete_=True, type="TimmBackbone", backbone="convnext_atto", out_indices=(0, 1, 2, 3), drop_path_rate=0.1
+        _delete_=True, type="TimmBackbone", backbone="convnext_atto", in_channels=3, out_indices=(0, 1, 2, 3),
+        drop_path_rate=0.1,
     ),
     decode_head=dict(in_channels=[40, 80, 160, 320]),
     auxiliary_head=dict(in_channels=160),

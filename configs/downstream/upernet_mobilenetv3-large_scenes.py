@@ -11,6 +11,7 @@ model = dict(
     backbone=dict(
         _delete_=True,
         type="TimmBackbone",
+        in_channels=3,
         backbone="mobilenetv3_large_100",
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.1,

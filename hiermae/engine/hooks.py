@@ -111,6 +111,8 @@ def first_items(dataset, count: int) -> list:  # noqa: ANN001
 class ReconstructionHook(Hook):
     """Every `interval` iterations and at the end, save a reconstruction grid of the first training images.
 
+    Images of other than 1 or 3 channels show the channels `bands` as red, green, blue (default: the first three;
+    `hiermae.engine.visualization`).
     The same images and the same masks (seeded by index, iteration 0) are used each time, so successive PNGs
     show progress. Grids go to `<work_dir>/reconstructions/iter_<n>.png`. The hook runs after the checkpoint hook
     (VERY_LOW, 90), so a failure here never comes before the save of the same iteration, and before the summary
@@ -119,9 +121,10 @@ class ReconstructionHook(Hook):
 
     priority = 95
 
-    def __init__(self, interval: int = 100, num_images: int = 6) -> None:
+    def __init__(self, interval: int = 100, num_images: int = 6, bands: tuple[int, int, int] | None = None) -> None:
         self.interval = interval
         self.num_images = num_images
+        self.bands = None if bands is None else tuple(bands)
         self.last_path: Path | None = None
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:  # noqa: ANN001
@@ -159,6 +162,7 @@ class ReconstructionHook(Hook):
             to_unit_range(output["pred"], preprocessor),
             output["visible"],
             model.unit,
+            self.bands,
         )
         runner.logger.info(f"reconstruction grid: {path}")
         return self.last_path

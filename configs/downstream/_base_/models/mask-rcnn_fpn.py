@@ -4,6 +4,8 @@
 # with FILE from `tools/export.py CKPT --format mmdet --out FILE`.
 # RoI budgets are CPU-sized for small scenes with a few objects (mmdet's COCO values in brackets below): on this
 # 2-core CPU the defaults spent ~25 s an iteration in RoIAlign and the mask head convs at 128 px, batch 4.
+# Input channels: a C-channel export (tools/export.py) loads into a backbone with in_channels=C; set it with
+#   --cfg-options model.backbone.in_channels=C and C values of model.data_preprocessor.mean / std.
 model = dict(
     type="MaskRCNN",
     data_preprocessor=dict(
@@ -16,6 +18,7 @@ model = dict(
     ),
     backbone=dict(
         type="ResNet",
+        in_channels=3,
         depth=18,
         num_stages=4,
         out_indices=(0, 1, 2, 3),

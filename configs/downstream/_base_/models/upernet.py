@@ -3,6 +3,8 @@
 # Pretrained weights: --cfg-options model.backbone.init_cfg.type=Pretrained model.backbone.init_cfg.checkpoint=FILE
 # with FILE from `tools/export.py CKPT --format mmseg --out FILE`.
 norm_cfg = dict(type="BN", requires_grad=True)
+# Input channels: a C-channel export (tools/export.py) loads into a backbone with in_channels=C; set it with
+#   --cfg-options model.backbone.in_channels=C and C values of model.data_preprocessor.mean / std.
 model = dict(
     type="EncoderDecoder",
     data_preprocessor=dict(
@@ -17,6 +19,7 @@ model = dict(
     pretrained=None,
     backbone=dict(
         type="ResNet",
+        in_channels=3,
         depth=18,
         num_stages=4,
         out_indices=(0, 1, 2, 3),
