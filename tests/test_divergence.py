@@ -100,7 +100,8 @@ def test_non_finite_tensors_are_named_at_any_depth():
         "meta": {"history": [torch.zeros(1), torch.tensor([float("-inf")], dtype=torch.bfloat16)]},
     }
     assert non_finite_tensors(checkpoint) == ["state_dict.b", "optimizer.state.0.exp_avg", "meta.history.1"]
-    assert non_finite_tensors({"w": torch.ones(3)}) == []
+    finite = {"w": torch.ones(3), "empty": torch.zeros(0), "large": torch.tensor([1e300], dtype=torch.float64)}
+    assert non_finite_tensors(finite) == []
 
 
 def nan_checkpoint(path: Path, iteration: int, finite: bool = False) -> Path:
