@@ -219,7 +219,7 @@ class Evaluation:
     test_limit: int | None = None
     evaluate_on: str = "test"
     linear_epochs: int = 100
-    finetune: FineTuneRecipe = field(default_factory=lambda: FineTuneRecipe(epochs=20, warmup_epochs=2))
+    finetune: FineTuneRecipe = field(default_factory=lambda: FineTuneRecipe(epochs=30, warmup_epochs=3))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

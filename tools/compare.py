@@ -4,7 +4,7 @@
                             [--seeds 0 1 2] [--minutes M | --iters 150] [--batch-size 32] [--input-size 96]
                             [--recipes family|shared] [--mask-ratio R] [--decoder D] [--target T] [--amp]
                             [--protocols knn linear finetune] [--labelled 1000 | --train-limit N] [--test-limit N]
-                            [--evaluate-on test|validation] [--linear-epochs 100] [--finetune-epochs 20]
+                            [--evaluate-on test|validation] [--linear-epochs 100] [--finetune-epochs 30]
                             [--jobs 2] [--ablate mask_ratio target sparse decoder] [--ablate-backbone NAME]
                             [--sweep] [--budget-curve MIN ...] [--budget-backbone NAME]
                             [--plan | --report-only] [--stop-after MINUTES]
@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--evaluate-on", choices=["test", "validation"],
                         help="test split (default), or other training images (the default with --sweep)")  # fmt: skip
     parser.add_argument("--linear-epochs", type=int, default=100)
-    parser.add_argument("--finetune-epochs", type=int, default=20)
+    parser.add_argument("--finetune-epochs", type=int, default=30)
     parser.add_argument("--jobs", type=int, default=2, help="steps run at once, each on an equal share of the cores")
     parser.add_argument("--ablate", nargs="+", choices=list(ABLATIONS), default=[], help="ablation axes")
     parser.add_argument("--ablate-backbone", default="convnext_atto", help="the backbone the ablations use")

@@ -2,7 +2,7 @@
 
     python tools/finetune.py [CKPT] [--backbone NAME] [--input-size S]
                              [--data fashion-mnist|FOLDER] [--val-data FOLDER] [--val-fraction 0.2] [--labelled N]
-                             [--epochs 30] [--batch-size 64] [--base-lr 1e-3] [--weight-decay 0.05]
+                             [--epochs 30] [--batch-size 64] [--base-lr 1e-2] [--weight-decay 0.05]
                              [--layer-decay R] [--warmup-epochs 3] [--label-smoothing 0.1] [--drop-path 0.1]
                              [--crop-scale LOW HIGH] [--no-amp] [--work-dir D] [--seed 0] [--json FILE]
                              [--in-chans C]
