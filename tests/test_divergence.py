@@ -9,12 +9,13 @@ import pytest
 import torch
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
+from mmengine.runner.checkpoint import CheckpointLoader
 from torch.utils.data import Dataset
 
 import hiermae
 from hiermae.checkpoints import CheckpointError, non_finite_tensors
 from hiermae.checkpoints.resume import ResumeFallbackWarning, checkpoint_to_resume, write_pointer
-from hiermae.checkpoints.runner import check_checkpoint_fits
+from hiermae.checkpoints.runner import check_checkpoint_fits, use_safe_checkpoint_loader
 from hiermae.downstream.checkpoints import read_encoder_weights
 from hiermae.downstream.pretrained import load_backbone
 
@@ -126,6 +127,18 @@ def test_an_explicit_non_finite_resume_or_load_from_checkpoint_is_refused(tmp_pa
     torch.save({"state_dict": state_dict, "meta": {}}, tmp_path / "diverged.pth")
     with pytest.raises(CheckpointError, match=r"NaN or infinite values in 1 tensors \[state_dict\.encoder\.model"):
         check_checkpoint_fits(model, str(tmp_path / "diverged.pth"))
+
+
+def test_mmengine_s_loader_refuses_a_non_finite_file_for_init_cfg_and_load_from(tmp_path):
+    """A downstream `init_cfg=dict(type='Pretrained', checkpoint=...)` or `load_from` reads through this loader."""
+    path = nan_checkpoint(tmp_path / "diverged.pth", 4)
+    for trust in (False, True):
+        use_safe_checkpoint_loader(trust)
+        with pytest.raises(CheckpointError, match=r"NaN or infinite values in 1 tensors \[state_dict\.w\]"):
+            CheckpointLoader.load_checkpoint(str(path))
+    use_safe_checkpoint_loader()
+    assert torch.equal(CheckpointLoader.load_checkpoint(str(nan_checkpoint(path, 2, finite=True)))["state_dict"]["w"],
+                       torch.ones(8))  # fmt: skip
 
 
 @pytest.fixture

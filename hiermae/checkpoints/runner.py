@@ -34,13 +34,19 @@ from hiermae.utils import write_bytes_atomically
 
 
 def load_local_checkpoint(filename: str, map_location: Any = None) -> dict:
-    """mmengine's loader for local files, reading them as data (`load_checkpoint_file`)."""
-    return load_checkpoint_file(filename, map_location=map_location)
+    """mmengine's loader for local files, reading them as data (`load_checkpoint_file`); a file holding NaN or
+    infinite values is refused, whichever path asks for it (resume, `load_from`, a downstream `init_cfg`)."""
+    checkpoint = load_checkpoint_file(filename, map_location=map_location)
+    refuse_non_finite(checkpoint, filename)
+    return checkpoint
 
 
 def load_trusted_local_checkpoint(filename: str, map_location: Any = None) -> dict:
-    """mmengine's loader for local files under `--trust-checkpoint`: full unpickling, with a warning."""
-    return load_checkpoint_file(filename, trust=True, map_location=map_location)
+    """mmengine's loader for local files under `--trust-checkpoint`: full unpickling, with a warning; non-finite
+    files are refused as above."""
+    checkpoint = load_checkpoint_file(filename, trust=True, map_location=map_location)
+    refuse_non_finite(checkpoint, filename)
+    return checkpoint
 
 
 def use_safe_checkpoint_loader(trust: bool = False) -> None:
