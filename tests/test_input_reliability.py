@@ -19,11 +19,13 @@ from hiermae.downstream.accuracy import TopOneAccuracy
 from hiermae.downstream.labelled_data import LabelledImageFolder
 from hiermae.engine.config_check import ConfigValueError
 from hiermae.engine.training import build_config
-from hiermae.utils.regular_files import NotARegularFileError, open_regular_file
+from hiermae.utils.regular_files import NotARegularFileError, open_regular_file, read_regular_bytes
 
 from small_training import CONFIG, ROOT
 
 READ_TIMEOUT_S = 20
+EVALUATE_QUICKLY = ["--backbone", "resnet18", "--input-size", "32", "--protocol", "knn", "--train-limit", "8",
+                    "--test-limit", "8"]  # fmt: skip  (what the code before the fix ran before failing)
 
 
 def tool(name: str):  # noqa: ANN201 - the module of tools/<name>.py
@@ -233,6 +235,8 @@ def test_open_regular_file_names_what_it_refuses(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(NotARegularFileError, match="pipe is a FIFO"):
         finishes(lambda: open_regular_file(fifo), fifo)
+    with pytest.raises(NotARegularFileError, match="pipe is a FIFO"):  # how make_shards reads what it packs
+        finishes(lambda: read_regular_bytes(fifo), fifo)
     with pytest.raises(NotARegularFileError, match="is a character device"):
         open_regular_file("/dev/zero")
     with pytest.raises(NotARegularFileError, match="is a folder"):
@@ -255,9 +259,9 @@ def test_open_regular_file_names_what_it_refuses(tmp_path):
         ("demo", [str(CONFIG), "--work-dir", "{tmp}/file"], "argument --work-dir: '{tmp}/file' is a file"),
         ("make_shards", ["{tmp}", "--out", "{tmp}/file"], "argument --out: '{tmp}/file' is a file, not a folder"),
         ("finetune", ["--backbone", "resnet18", "--work-dir", "{tmp}/file"], "argument --work-dir: '{tmp}/file' is a"),
-        ("finetune", ["--backbone", "resnet18", "--json", "{tmp}"], "argument --json: '{tmp}' is a folder"),
-        ("evaluate", ["--backbone", "resnet18", "--work-dir", "{tmp}/file"], "argument --work-dir: '{tmp}/file' is a"),
-        ("evaluate", ["--backbone", "resnet18", "--json", "{tmp}"], "argument --json: '{tmp}' is a folder"),
+        ("finetune", ["--backbone", "resnet18", "--data", "{tmp}", "--json", "{tmp}"], "argument --json: '{tmp}' is a"),
+        ("evaluate", [*EVALUATE_QUICKLY, "--work-dir", "{tmp}/file"], "argument --work-dir: '{tmp}/file' is a"),
+        ("evaluate", [*EVALUATE_QUICKLY, "--json", "{tmp}"], "argument --json: '{tmp}' is a folder"),
         ("visualize", ["{tmp}/missing.pth"], "argument checkpoint: no such file"),
         ("visualize", ["{tmp}/file", "--out", "{tmp}"], "argument --out: '{tmp}' is a folder"),
     ],
@@ -269,3 +273,19 @@ def test_a_path_that_cannot_be_used_is_named_before_any_work(tmp_path, capsys, n
         tool(name).main([arg.format(tmp=tmp_path) for arg in argv])
     assert stopped.value.code == 2
     assert message.format(tmp=tmp_path) in capsys.readouterr().err
+
+
+# --- beyond: the comparison's numbers were taken as any int or float --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--batch-size", "0"), ("--iters", "0"), ("--jobs", "0"), ("--seeds", "-1"), ("--input-size", "50"),
+     ("--mask-ratio", "1.5"), ("--minutes", "-1"), ("--labelled", "0"), ("--finetune-epochs", "0"),
+     ("--test-limit", "-5")],
+)  # fmt: skip
+def test_a_bad_number_for_the_comparison_is_named(capsys, option, value):
+    with pytest.raises(SystemExit) as stopped:
+        tool("compare").parse_args([option, value])
+    assert stopped.value.code == 2
+    assert f"argument {option}: must be" in capsys.readouterr().err

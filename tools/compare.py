@@ -39,37 +39,62 @@ from experiments.plan import ABLATIONS, DECODERS, DEFAULT_BACKBONES, Pretraining
 from experiments.runs import Evaluation  # noqa: E402
 from hiermae.backbones import check_backbone_name  # noqa: E402
 from hiermae.downstream.finetune import FineTuneRecipe  # noqa: E402
+from hiermae.engine import (  # noqa: E402
+    file_to_write,
+    folder_to_write,
+    image_size,
+    number,
+    positive_int,
+    random_seed,
+    ratio,
+)
 
 SHARED_DEFAULTS = dict(mask_ratio=0.75, decoder="unet", target="norm_pixels")  # the shared bases' recipe
+minutes = number(float, minimum=0.0, exclusive=True)  # a wall-time budget
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="work_dirs/compare", help="run folder (checkpoints, logs, step results)")
-    parser.add_argument("--report", help="report path (default: OUT/report.md); plots go to a folder beside it")
+    parser.add_argument(
+        "--out", type=folder_to_write, default="work_dirs/compare",
+        help="run folder (checkpoints, logs, step results)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--report", type=file_to_write,
+        help="report path (default: OUT/report.md); plots go to a folder beside it",
+    )  # fmt: skip
     parser.add_argument("--backbones", nargs="+", default=list(DEFAULT_BACKBONES), help="timm names to compare")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="one run per seed and variant")
-    parser.add_argument("--minutes", type=float, help="equal wall-time budget per pretraining run (else --iters)")
-    parser.add_argument("--iters", type=int, default=150, help="pretraining iterations per run without --minutes")
-    parser.add_argument("--batch-size", type=int, default=32, help="pretraining batch size")
-    parser.add_argument("--input-size", type=int, default=96, help="image side, a multiple of 32")
+    parser.add_argument("--seeds", nargs="+", type=random_seed, default=[0, 1, 2], help="one run per seed and variant")
+    parser.add_argument("--minutes", type=minutes, help="equal wall-time budget per pretraining run (else --iters)")
+    parser.add_argument(
+        "--iters", type=positive_int, default=150,
+        help="pretraining iterations per run without --minutes",
+    )  # fmt: skip
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="pretraining batch size")
+    parser.add_argument("--input-size", type=image_size, default=96, help="image side, a multiple of 32")
     parser.add_argument("--recipes", choices=["family", "shared"], default="family",
                         help="start each backbone from its family's recipe, or all from the shared bases")  # fmt: skip
-    parser.add_argument("--mask-ratio", type=float, help="override the recipe's mask ratio")
+    parser.add_argument("--mask-ratio", type=ratio, help="override the recipe's mask ratio")
     parser.add_argument("--decoder", choices=list(DECODERS), help="override the recipe's decoder")
     parser.add_argument("--target", choices=["pixels", "norm_pixels", "hog"], help="override the recipe's target")
     parser.add_argument("--dense-reference", action="store_true", help="pretrain with sparse=False instead")
     parser.add_argument("--amp", action="store_true", help="pretrain in mixed precision (bf16 autocast on the CPU)")
     parser.add_argument("--protocols", nargs="+", choices=["knn", "linear", "finetune"],
                         default=["knn", "linear", "finetune"])  # fmt: skip
-    parser.add_argument("--labelled", type=int, default=1000, help="low-label regime: stratified training images")
-    parser.add_argument("--train-limit", type=int, help="instead of --labelled: the first N training images")
-    parser.add_argument("--test-limit", type=int, help="score on the first N test images (default: all 10000)")
+    parser.add_argument(
+        "--labelled", type=positive_int, default=1000,
+        help="low-label regime: stratified training images",
+    )  # fmt: skip
+    parser.add_argument("--train-limit", type=positive_int, help="instead of --labelled: the first N training images")
+    parser.add_argument("--test-limit", type=positive_int, help="score on the first N test images (default: all 10000)")
     parser.add_argument("--evaluate-on", choices=["test", "validation"],
                         help="test split (default), or other training images (the default with --sweep)")  # fmt: skip
-    parser.add_argument("--linear-epochs", type=int, default=100)
-    parser.add_argument("--finetune-epochs", type=int, default=30)
-    parser.add_argument("--jobs", type=int, default=2, help="steps run at once, each on an equal share of the cores")
+    parser.add_argument("--linear-epochs", type=positive_int, default=100)
+    parser.add_argument("--finetune-epochs", type=positive_int, default=30)
+    parser.add_argument(
+        "--jobs", type=positive_int, default=2,
+        help="steps run at once, each on an equal share of the cores",
+    )  # fmt: skip
     parser.add_argument("--ablate", nargs="+", choices=list(ABLATIONS), default=[], help="ablation axes")
     parser.add_argument("--ablate-backbone", default="convnext_atto", help="the backbone the ablations use")
     parser.add_argument("--sweep", action="store_true", help="sweep each family's mask ratio × lr scale")
