@@ -264,6 +264,8 @@ def test_open_regular_file_names_what_it_refuses(tmp_path):
         ("evaluate", [*EVALUATE_QUICKLY, "--json", "{tmp}"], "argument --json: '{tmp}' is a folder"),
         ("visualize", ["{tmp}/missing.pth"], "argument checkpoint: no such file"),
         ("visualize", ["{tmp}/file", "--out", "{tmp}"], "argument --out: '{tmp}' is a folder"),
+        ("flops", ["resnet18", "--json", "{tmp}"], "argument --json: '{tmp}' is a folder"),
+        ("make_scenes", ["--out", "{tmp}/file", "--mode", "shapes"], "argument --out: '{tmp}/file' is a file"),
     ],
     ids=lambda value: value if isinstance(value, str) and "/" not in value else None,
 )  # fmt: skip

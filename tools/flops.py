@@ -12,7 +12,7 @@ dense reference (sparse=False, SimMIM-style mask token), with ratios to dense in
 import argparse
 import json
 
-from hiermae.engine import image_size, ratio
+from hiermae.engine import file_to_write, image_size, ratio
 from hiermae.model import PretrainingFlops, pretraining_flops
 
 
@@ -26,7 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="decoder (default: the pretrainer's, transformer for ViT and unet otherwise)",
     )  # fmt: skip
     parser.add_argument("--target", choices=["norm_pixels", "pixels", "hog"], default="norm_pixels")
-    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--json", type=file_to_write, help="also write the figures to this file")
     return parser.parse_args(argv)
 
 

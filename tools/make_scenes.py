@@ -7,12 +7,14 @@ python tools/make_scenes.py --out data/scenes [--mode stamps|shapes] [--train 20
 import argparse
 
 from hiermae.downstream.scenes import categories, generate_scenes
-from hiermae.engine import number, positive_int, random_seed
+from hiermae.engine import folder_to_write, number, positive_int, random_seed
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="data root to write images/, semantic/, annotations/ into")
+    parser.add_argument(
+        "--out", type=folder_to_write, required=True, help="data root to write images/, semantic/, annotations/ into"
+    )
     parser.add_argument("--mode", choices=["stamps", "shapes"], default="stamps", help="cut-out photos or shapes")
     parser.add_argument("--train", type=positive_int, default=200, help="number of training images")
     parser.add_argument("--val", type=positive_int, default=50, help="number of validation images")
