@@ -210,7 +210,10 @@ def runner_config(
                 label_smoothing=recipe.label_smoothing,
                 trust_checkpoint=trust,
                 in_chans=channels,
-                data_preprocessor=dict(type="ImgDataPreprocessor", **data.normalization_for(channels)),
+                # mmengine's ImgDataPreprocessor takes 1 or 3 means; hiermae's takes one per channel (flipping none)
+                data_preprocessor=dict(
+                    type="MIMDataPreprocessor", channels=channels, flip_prob=0.0, **data.normalization_for(channels)
+                ),
             ),
             train_dataloader=dict(
                 batch_size=recipe.batch_size,
