@@ -102,8 +102,9 @@ class SettingsMismatchError(ValueError):
     """The run folder was started with other settings."""
 
 
-def check_settings(run: Path, settings: Settings) -> None:
-    """Record the settings on the first start; on a resume, refuse settings that differ, naming what changed."""
+def check_settings(run: Path, settings: Settings, option: str = "--out") -> None:
+    """Record the settings on the first start; on a resume, refuse settings that differ, naming what changed and
+    the `option` that picks another folder."""
     path = run / "settings.json"
     current = settings.as_dict()
     if not path.exists():
@@ -114,7 +115,7 @@ def check_settings(run: Path, settings: Settings) -> None:
         changed = sorted(key for key in current if recorded.get(key) != read_json_roundtrip(current[key]))
         raise SettingsMismatchError(
             f"{run} was started with different settings ({', '.join(changed)}); "
-            f"rerun with the same options to resume, or choose a new --out"
+            f"rerun with the same options to resume, or choose a new {option}"
         )
 
 
@@ -189,7 +190,7 @@ def chain_steps(run: Path, settings: Settings, chain: Chain) -> list[Step]:
 def open_ledger(run: Path, settings: Settings, report: Path) -> Ledger:
     """The report's ledger, checked against `settings`, with its calibrations and measurements restored into `run`."""
     ledger = Ledger(ledger_folder(report))
-    check_settings(ledger.folder, settings)
+    check_settings(ledger.folder, settings, "--report (the ledger is the report folder's runs/)")
     run.mkdir(parents=True, exist_ok=True)
     check_settings(run, settings)
     ledger.restore(run, [])
@@ -294,7 +295,7 @@ def report_from_ledger(settings: Settings, report: Path, command: str, out: Path
     ledger = Ledger(ledger_folder(report))
     if not (ledger.folder / "settings.json").exists():
         raise SettingsMismatchError(f"no ledger at {ledger.folder}: run the comparison first (same --report)")
-    check_settings(ledger.folder, settings)
+    check_settings(ledger.folder, settings, "--report (the ledger is the report folder's runs/)")
     with tempfile.TemporaryDirectory() as folder:
         run = Path(folder)
         ledger.restore(run, [])

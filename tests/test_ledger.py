@@ -113,7 +113,7 @@ def test_chains_in_the_ledger_are_done_in_a_new_run_folder(tmp_path):
 
 def test_the_ledger_refuses_other_settings_even_from_a_new_run_folder(tmp_path):
     open_ledger(tmp_path / "a", family_settings(), tmp_path / "report.md")
-    with pytest.raises(SettingsMismatchError, match=r"different settings \(evaluation\)"):
+    with pytest.raises(SettingsMismatchError, match=r"different settings \(evaluation\).*choose a new --report"):
         open_ledger(tmp_path / "b", family_settings(evaluation=Evaluation(linear_epochs=50)), tmp_path / "report.md")
 
 
@@ -158,8 +158,8 @@ def test_estimates_come_from_the_calibration_then_from_observed_chains(tmp_path)
     calibrated = {"resnet18": variant.pretraining}
     rough = estimate(chain, run, settings.evaluation, calibrated, [])
     assert rough.pretrain == pytest.approx(20 * 1.5 + STARTUP_SECONDS) and rough.source == "rough"
-    # 20 fine-tuning epochs of 1000 images, the probes' and the fine-tuned model's passes over 10 000 test images
-    passes = 20 * 1000 + 10000 / 3 + 11000 / 3
+    # the fine-tuning epochs over 1000 images, the probes' and the fine-tuned model's passes over 10 000 test images
+    passes = settings.evaluation.finetune.epochs * 1000 + 10000 / 3 + 11000 / 3
     assert rough.evaluate == pytest.approx(STARTUP_SECONDS + passes * 1.5 / 2)
     assert rough_evaluation_seconds(Evaluation(protocols=("knn",)), 0.0) == STARTUP_SECONDS
     observed = [{"backbone": "resnet18", "wall_seconds": {"pretrain": 45.0, "evaluate": s},
