@@ -273,8 +273,9 @@ def test_a_path_that_cannot_be_used_is_named_before_any_work(tmp_path, capsys, n
     (tmp_path / "file").write_text("a regular file")
     with pytest.raises(SystemExit) as stopped:
         tool(name).main([arg.format(tmp=tmp_path) for arg in argv])
+    err = capsys.readouterr().err
     assert stopped.value.code == 2
-    assert message.format(tmp=tmp_path) in capsys.readouterr().err
+    assert message.format(tmp=tmp_path) in err and len(err.strip().splitlines()) == 1, err
 
 
 # --- beyond: the comparison's numbers were taken as any int or float --------------------------------------------

@@ -40,6 +40,7 @@ from experiments.runs import Evaluation  # noqa: E402
 from hiermae.backbones import check_backbone_name  # noqa: E402
 from hiermae.downstream.finetune import FineTuneRecipe  # noqa: E402
 from hiermae.engine import (  # noqa: E402
+    ToolParser,
     file_to_write,
     folder_to_write,
     image_size,
@@ -54,7 +55,7 @@ minutes = number(float, minimum=0.0, exclusive=True)  # a wall-time budget
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--out", type=folder_to_write, default="work_dirs/compare",
         help="run folder (checkpoints, logs, step results)",

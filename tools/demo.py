@@ -12,6 +12,7 @@ from hiermae.engine import (
     ConfigOptions,
     ConfigValueError,
     ReconstructionHook,
+    ToolParser,
     TrainingSummaryHook,
     UnknownConfigKeyError,
     build_config,
@@ -22,7 +23,7 @@ from hiermae.engine import (
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", type=existing_file)
     parser.add_argument("--work-dir", type=folder_to_write, default="work_dirs/demo")
     parser.add_argument("--cfg-options", nargs="+", action=ConfigOptions, metavar="KEY=VALUE")

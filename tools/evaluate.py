@@ -19,12 +19,20 @@ from pathlib import Path
 from hiermae.checkpoints import CheckpointError
 from hiermae.downstream.classification import evaluate
 from hiermae.downstream.finetune import FineTuneRecipe
-from hiermae.engine import file_to_write, folder_to_write, image_size, new_run_folder, positive_int, random_seed
+from hiermae.engine import (
+    ToolParser,
+    file_to_write,
+    folder_to_write,
+    image_size,
+    new_run_folder,
+    positive_int,
+    random_seed,
+)
 from hiermae.utils import write_json
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", nargs="?", help="pretraining checkpoint or timm export; omit for random init")
     parser.add_argument("--backbone", help="timm name (required for random init, else read from the checkpoint)")
     parser.add_argument("--input-size", type=image_size, help="image side (default: the checkpoint's, or 64)")

@@ -14,11 +14,11 @@ import sys
 
 from hiermae.checkpoints import CheckpointError
 from hiermae.downstream.export import FORMATS, OutputPathError, export_checkpoint
-from hiermae.engine import positive_int
+from hiermae.engine import ToolParser, positive_int
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="pretraining checkpoint (mmengine) or timm state dict")
     parser.add_argument("--format", choices=FORMATS, required=True, help="whose backbone names to write")
     parser.add_argument("--out", required=True, help="file to write (.safetensors for timm: a pickle-free file)")

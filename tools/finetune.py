@@ -34,7 +34,7 @@ from hiermae.downstream.finetune import (
     UsedWorkDirError,
     finetune,
 )
-from hiermae.engine import file_to_write, folder_to_write, image_size, number, positive_int, random_seed
+from hiermae.engine import ToolParser, file_to_write, folder_to_write, image_size, number, positive_int, random_seed
 from hiermae.utils import write_json
 
 FASHION_MNIST = "fashion-mnist"
@@ -44,7 +44,7 @@ non_negative = number(float, minimum=0.0)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", nargs="?", help="timm export or pretraining checkpoint; omit for random init")
     parser.add_argument("--backbone", help="timm name (required for random init, else read from the checkpoint)")
     parser.add_argument("--input-size", type=image_size, help="image side (default: the checkpoint's, or 64)")

@@ -12,12 +12,12 @@ dense reference (sparse=False, SimMIM-style mask token), with ratios to dense in
 import argparse
 import json
 
-from hiermae.engine import file_to_write, image_size, ratio
+from hiermae.engine import ToolParser, file_to_write, image_size, ratio
 from hiermae.model import PretrainingFlops, pretraining_flops
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolParser(description=__doc__.splitlines()[0])
     parser.add_argument("backbones", nargs="+", metavar="BACKBONE", help="timm names")
     parser.add_argument("--input-size", type=image_size, default=224, help="image side in pixels")
     parser.add_argument("--mask-ratio", type=ratio, default=0.75, help="fraction of mask units hidden")

@@ -7,11 +7,11 @@ python tools/make_scenes.py --out data/scenes [--mode stamps|shapes] [--train 20
 import argparse
 
 from hiermae.downstream.scenes import categories, generate_scenes
-from hiermae.engine import folder_to_write, number, positive_int, random_seed
+from hiermae.engine import ToolParser, folder_to_write, number, positive_int, random_seed
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--out", type=folder_to_write, required=True, help="data root to write images/, semantic/, annotations/ into"
     )

@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 from hiermae.data import pack_folder
-from hiermae.engine import folder_to_write, positive_int
+from hiermae.engine import ToolParser, folder_to_write, positive_int
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="image folder (flat, or one sub-folder per class)")
     parser.add_argument("--out", type=folder_to_write, required=True, help="folder for the shards and manifest.json")
     parser.add_argument("--samples-per-shard", type=int, default=1000, help="images per tar file (default 1000)")

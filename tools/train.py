@@ -17,6 +17,7 @@ from hiermae.checkpoints import check_run_checkpoint, configure_checkpoint_io
 from hiermae.engine import (
     ConfigOptions,
     ConfigValueError,
+    ToolParser,
     UnknownConfigKeyError,
     build_config,
     build_runner,
@@ -29,7 +30,7 @@ from hiermae.engine import (
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", type=existing_file, help="path of an mmengine config file")
     parser.add_argument("--work-dir", type=folder_to_write, help="where logs, checkpoints and reconstructions go")
     parser.add_argument(

@@ -23,6 +23,7 @@ from hiermae.checkpoints import CheckpointError, load_checkpoint_file, model_con
 from hiermae.data import FashionMNIST, ImageFolder
 from hiermae.downstream.key_report import strict_load
 from hiermae.engine import (
+    ToolParser,
     existing_file,
     file_to_write,
     positive_int,
@@ -86,7 +87,7 @@ def visualize(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ToolParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="a pretraining checkpoint (iter_N.pth)")
     parser.add_argument("--out", type=file_to_write, default="reconstruction.png", help="PNG to write")
     parser.add_argument("--images", type=positive_int, default=8, help="number of images (rows)")

@@ -1,9 +1,9 @@
 """Command-line options checked before any work starts, with a message that names the option.
 
 `number(...)` builds an argparse `type=` that raises `argparse.ArgumentTypeError`; argparse then stops with
-`error: argument --images: must be an integer >= 1, got '-3'` (exit 2). The tools share the few kinds below
-instead of each checking its own: numbers, files to read (`existing_file`), folders and files to write
-(`folder_to_write`, `file_to_write`), and `--cfg-options` (`ConfigOptions`).
+`error: argument --images: must be an integer >= 1, got '-3'` (exit 2; `ToolParser` prints just that line). The
+tools share the few kinds below instead of each checking its own: numbers, files to read (`existing_file`), folders
+and files to write (`folder_to_write`, `file_to_write`), and `--cfg-options` (`ConfigOptions`).
 """
 
 import argparse
@@ -11,7 +11,16 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+
+class ToolParser(argparse.ArgumentParser):
+    """The tools' argument parser: an error is one line, `prog: error: message (--help lists the options)`, exit
+    status 2; argparse's own prints the usage block first, above the line that names the problem."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
+
 
 SEED_LIMIT = 2**32  # numpy (which mmengine and the data pipeline seed too) takes seeds below 2**32
 
