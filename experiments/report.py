@@ -20,7 +20,7 @@ def header(title: str, command: str, machine: str, timing: str, settings: list[s
     return [
         f"# {title}",
         "",
-        "Produced by one command (it resumes a partly finished run when given the same `--out`):",
+        "Produced by one command (rerun, in any session, it runs only the chains its ledger lacks):",
         "",
         f"    {command}",
         "",
