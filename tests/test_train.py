@@ -69,4 +69,4 @@ def test_every_pretraining_config_builds_its_model_and_data(config):
     assert model.input_size == cfg.train_dataloader.dataset.image_size
     if cfg.train_dataloader.dataset.type == "FashionMNIST":
         item = DATASETS.build({**cfg.train_dataloader.dataset, "limit": 2})[0]
-        assert item["inputs"].shape == (3, model.input_size, model.input_size)
+        assert item["inputs"].shape == (model.in_chans, model.input_size, model.input_size)

@@ -15,8 +15,7 @@ import torch
 from mmengine.dataset import pseudo_collate
 
 from hiermae.backbones import Planner
-from hiermae.masking import check_every_sample_sees
-from hiermae.masking import MaskGenerator
+from hiermae.masking import MaskGenerator, check_every_sample_sees
 from hiermae.utils import mix_seed
 
 CALIBRATION_BATCHES = 16  # example masks a planner's static budgets are measured on (see SwinPlanner.calibrated)
