@@ -37,6 +37,8 @@ from experiments.runs import (
 )
 from hiermae.utils.atomic_files import write_json
 
+from comparison_settings import family_settings
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -286,14 +288,6 @@ def test_training_log_adds_each_interval_and_a_calibration_sets_the_budget(tmp_p
 def test_evaluation_settings_travel_as_json():
     evaluation = Evaluation(protocols=("linear", "finetune"), labelled=500, evaluate_on="validation")
     assert Evaluation.from_json(evaluation.to_json()) == evaluation
-
-
-def family_settings(**changes) -> Settings:
-    base = Pretraining("resnet18", mask_ratio=None, target=None, decoder=None, iters=4, batch_size=2, input_size=64,
-                       recipe=family_recipe("resnet18"))  # fmt: skip
-    values = dict(backbones=("resnet18",), seeds=(0, 1), base=base, evaluation=Evaluation(), minutes=0.5,
-                  family_recipes=True)  # fmt: skip
-    return Settings(**{**values, **changes})
 
 
 def test_equal_time_report_shows_recipes_budget_goals_and_finetuning_curves(tmp_path):

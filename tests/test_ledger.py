@@ -26,7 +26,6 @@ from experiments.comparison import (
     write_report,
 )
 from experiments.ledger import Chain, Ledger, ledger_folder
-from experiments.plan import Pretraining, family_recipe
 from experiments.results import random_init_tag
 from experiments.runs import (
     Evaluation,
@@ -40,15 +39,9 @@ from experiments.runs import (
 from experiments.schedule import STARTUP_SECONDS, estimate, plan_table, rough_evaluation_seconds
 from hiermae.utils import write_json
 
+from comparison_settings import family_settings
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def family_settings(**changes) -> Settings:
-    base = Pretraining("resnet18", mask_ratio=None, target=None, decoder=None, iters=4, batch_size=2, input_size=64,
-                       recipe=family_recipe("resnet18"))  # fmt: skip
-    values = dict(backbones=("resnet18",), seeds=(0, 1), base=base, evaluation=Evaluation(), minutes=0.5,
-                  family_recipes=True)  # fmt: skip
-    return Settings(**{**values, **changes})
 
 
 def finish_chains(run: Path, settings: Settings, ledger: Ledger, gain: float = 0.05) -> list[Chain]:
