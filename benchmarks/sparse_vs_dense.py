@@ -14,6 +14,9 @@ For each backbone and mode, in training mode:
   CPU: how far one step raises the peak resident set (VmHWM, reset just before the step) above the resident set
   before it, each measured in a fresh subprocess after building the encoder and a small warm-up step, so the
   figure is the step's activations, gradients and workspace, not weights or library code;
+- saved for backward: the bytes of the tensors one forward keeps for its backward (each storage once, weights
+  left out), counted exactly through `torch.autograd.graph.saved_tensors_hooks`. Whether these scale with the
+  visible sites is what decides a training step's memory, and the count has none of the RSS figure's noise;
 - FLOPs: forward multiply-adds counted by `hiermae.model.flops.count_flops` (fvcore plus handles for custom ops).
 Works for every name `hiermae.build_encoder` accepts (ResNet, ConvNeXt, Swin, ViT).
 """
@@ -53,6 +56,26 @@ def train_step(encoder: torch.nn.Module, images: torch.Tensor, visible: torch.Te
     outputs = encoder(images, visible, plan)
     sum(output.float().mean() for output in outputs).backward()
     encoder.zero_grad(set_to_none=True)
+
+
+def saved_for_backward_mib(
+    encoder: torch.nn.Module, images: torch.Tensor, visible: torch.Tensor, plan: object = None
+) -> float:
+    """MiB of the tensors one forward of `encoder` keeps for its backward, each storage counted once and the
+    encoder's own weights left out: the activations that grow with the input."""
+    weights = {parameter.untyped_storage().data_ptr() for parameter in encoder.parameters()}
+    storages: dict[int, int] = {}
+
+    def count(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in weights:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(count, lambda tensor: tensor):
+        outputs = encoder(images, visible, plan)  # kept alive while counting, so no storage address is reused
+    del outputs
+    return sum(storages.values()) / 2**20
 
 
 def synchronize(device: str) -> None:
@@ -112,12 +135,19 @@ def measure(args: argparse.Namespace, name: str) -> dict[str, dict[str, float]]:
     sparse.load_state_dict({k: v for k, v in dense.state_dict().items() if k != "mask_token"})
     images, visible = make_inputs(args.batch, args.input, args.mask_ratio, args.device, args.in_chans)
     encoders = {"dense": dense, "sparse": sparse}
-    if args.memory_only:
-        results = {mode: {"peak_mib": peak_memory_bytes(args, name, mode == "sparse") / 2**20} for mode in encoders}
-        for mode in encoders:
-            print(f"{name} {mode}: peak_mib {results[mode]['peak_mib']:.1f}", flush=True)
-        return results
     plan = sparse.plan_for(visible, args.device)
+    plans = {"dense": None, "sparse": plan}
+    if args.memory_only:
+        results = {
+            mode: {
+                "peak_mib": peak_memory_bytes(args, name, mode == "sparse") / 2**20,
+                "saved_mib": saved_for_backward_mib(encoder, images, visible, plans[mode]),
+            }
+            for mode, encoder in encoders.items()
+        }
+        for mode in encoders:
+            print(f"{name} {mode}: " + ", ".join(f"{k} {v:.1f}" for k, v in results[mode].items()), flush=True)
+        return results
     steps = {
         "dense": lambda: train_step(dense, images, visible),
         "sparse": lambda: train_step(sparse, images, visible, plan),
@@ -128,6 +158,7 @@ def measure(args: argparse.Namespace, name: str) -> dict[str, dict[str, float]]:
         results[mode] = {
             "step_ms": 1000 * seconds[mode],
             "peak_mib": peak_memory_bytes(args, name, mode == "sparse") / 2**20,
+            "saved_mib": saved_for_backward_mib(encoder, images, visible, plans[mode]),
             "gflops": count_flops(encoder, (images, visible)) / 1e9,
         }
         print(f"{name} {mode}: " + ", ".join(f"{k} {v:.1f}" for k, v in results[mode].items()), flush=True)
@@ -160,8 +191,8 @@ def markdown_table(runs: list[tuple[int, int, dict[str, dict[str, dict[str, floa
     """One row per (input size, batch, backbone): dense, sparse and their ratio for each figure."""
     lines = [
         "| input, batch | backbone | fwd+bwd dense ms | sparse ms | speed-up | peak dense MiB | sparse MiB | ratio "
-        "| GFLOPs dense | sparse | ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| saved for backward dense MiB | sparse MiB | ratio | GFLOPs dense | sparse | ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for size, batch, results in runs:
         for name, r in results.items():
@@ -169,7 +200,8 @@ def markdown_table(runs: list[tuple[int, int, dict[str, dict[str, dict[str, floa
             lines.append(
                 f"| {size} px, b{batch} | {name} | {d['step_ms']:.0f} | {s['step_ms']:.0f} "
                 f"| {d['step_ms'] / s['step_ms']:.2f}x | {d['peak_mib']:.0f} | {s['peak_mib']:.0f} "
-                f"| {s['peak_mib'] / d['peak_mib']:.2f} | {d['gflops']:.2f} | {s['gflops']:.2f} "
+                f"| {s['peak_mib'] / d['peak_mib']:.2f} | {d['saved_mib']:.0f} | {s['saved_mib']:.0f} "
+                f"| {s['saved_mib'] / d['saved_mib']:.2f} | {d['gflops']:.2f} | {s['gflops']:.2f} "
                 f"| {s['gflops'] / d['gflops']:.2f} |"
             )
     return "\n".join(lines)

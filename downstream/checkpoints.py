@@ -14,11 +14,10 @@ import torch
 from hiermae.backbones import encoder_family
 from hiermae.checkpoints import (
     CheckpointError,
-    compact,
     key_mismatches,
     load_checkpoint_file,
     model_config,
-    non_finite_tensors,
+    refuse_diverged_checkpoint,
 )
 from hiermae.downstream.input_channels import stem_channels
 
@@ -87,12 +86,7 @@ def read_encoder_weights(
     weights, dropped = split_encoder_weights(state_dict, backbone)
     in_chans = stem_channels(weights, backbone) or 3
     check_against_timm(weights, backbone, input_size, source=str(path), in_chans=in_chans)
-    non_finite = non_finite_tensors(weights)
-    if non_finite:
-        raise CheckpointError(
-            f"checkpoint {path} holds NaN or infinite weights in {len(non_finite)} encoder tensors "
-            f"[{compact(non_finite, 5)}]: it was saved after its run diverged. Use an earlier checkpoint."
-        )
+    refuse_diverged_checkpoint(weights, f"checkpoint {path}", "weights", "encoder tensors")
     return EncoderWeights(backbone, int(input_size), weights, dropped, in_chans)
 
 

@@ -480,7 +480,8 @@ def chunk_section(ledger: Ledger) -> str:
         lines.append(f"| {number} | {session['started']} | {session['minutes']:.1f} | {session['chains_finished']} "
                      f"| {loads} | `{session['commit']}` |")  # fmt: skip
     total = sum(session["minutes"] for session in sessions)
-    lines += ["", f"Total: **{total:.1f} min** of machine time in {len(sessions)} chunks.", ""]
+    plural = "" if len(sessions) == 1 else "s"
+    lines += ["", f"Total: **{total:.1f} min** of machine time in {len(sessions)} chunk{plural}.", ""]
     return "\n".join(lines)
 
 

@@ -330,9 +330,11 @@ def sweep_report(
             best = max(measured, key=lambda r: r.spread(metric).mean)
             choice = "the recipe's default leads"
             if best is not default:
-                noise = "beyond" if verdict(best.spread(metric), default.spread(metric)) == "reproduced" else "within"
+                judged = verdict(best.spread(metric), default.spread(metric))
+                noise = "beyond noise" if judged == "reproduced" else "within noise"
+                noise = "one seed: no spread to judge" if "one seed" in judged else noise
                 lead = 100 * (best.spread(metric).mean - default.spread(metric).mean)
-                choice = f"**{best.variant.label}** leads the recipe's default by {lead:+.1f} points ({noise} noise)"
+                choice = f"**{best.variant.label}** leads the recipe's default by {lead:+.1f} points ({noise})"
             lines += ["", f"Best by {PROTOCOL_NAMES[metric]}: {choice}.", ""]
         lines.append("")
     plots.loss_curves(results, folder / "sweep_loss_curves.png")
@@ -346,7 +348,7 @@ def seed_values(result: VariantResults, protocol: str) -> str:
     if not values:
         return "–"
     each = ", ".join(f"{100 * values[seed]:.1f}" for seed in sorted(values))
-    return f"{each} ({result.spread(protocol).text()})"
+    return each if len(values) == 1 else f"{each} ({result.spread(protocol).text()})"
 
 
 def ablation_report(

@@ -29,6 +29,8 @@ class Spread:
     def text(self, scale: float = 100.0, digits: int = 1) -> str:
         if not self.values:
             return "–"
+        if len(self.values) == 1:  # one seed has no spread: a ± 0 would claim one
+            return f"{self.mean * scale:.{digits}f}"
         return f"{self.mean * scale:.{digits}f} ± {self.std * scale:.{digits}f}"
 
 

@@ -122,6 +122,11 @@ def test_verdict_weighs_the_difference_against_the_seed_spread(better, worse, ex
     assert verdict(Spread(better), Spread(worse)) == expected
 
 
+def test_one_seed_shows_its_value_without_a_spread_it_does_not_have():
+    assert Spread((0.705,)).text() == "70.5" and Spread((0.70, 0.71)).text() == "70.5 ± 0.7"
+    assert Spread(()).text() == "–"
+
+
 def fake_results(run: Path, config: Settings, accuracy: dict[str, float], gain: float) -> None:
     """Result files as the steps write them, with pretrained accuracy `gain` above random init."""
     base = config.base

@@ -117,7 +117,8 @@ def test_training_configs_cache_the_file_list_in_the_work_dir(tmp_path):
     cfg = build_config("configs/pretrain/hiermae_resnet50_224px_imagefolder.py", work_dir=str(tmp_path))
     assert cfg.train_dataloader.dataset.file_list == str(tmp_path / "file_lists" / "train_dataloader.bin")
     options = {"train_dataloader.dataset.file_list": None}
-    cfg = build_config("configs/pretrain/hiermae_resnet50_224px_imagefolder.py", cfg_options=options)
+    config = "configs/pretrain/hiermae_resnet50_224px_imagefolder.py"
+    cfg = build_config(config, work_dir=str(tmp_path), cfg_options=options)
     assert cfg.train_dataloader.dataset.file_list is None  # an explicit None turns the cache off
 
 

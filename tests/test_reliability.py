@@ -96,9 +96,10 @@ def test_a_misspelt_key_in_a_config_file_is_named(tmp_path):
         build_config(str(config))
 
 
-def test_new_keys_that_their_constructor_accepts_still_work():
+def test_new_keys_that_their_constructor_accepts_still_work(tmp_path):
     cfg = build_config(
         str(CONFIG),
+        work_dir=str(tmp_path),
         cfg_options={
             "model.init_cfg.type": "Pretrained",
             "model.init_cfg.checkpoint": "encoder.pth",
@@ -245,9 +246,8 @@ def test_the_default_work_dir_is_new_for_each_run_and_resume_finds_the_newest(tm
     second = Path(build_config(str(CONFIG)).work_dir)
     assert second != first and second.parent == first.parent
     assert Path(build_config(str(CONFIG), resume="auto").work_dir) == first
-    taken = new_run_folder(tmp_path / "evaluate")  # tools/evaluate.py's default work dir
-    taken.mkdir(parents=True)
-    assert new_run_folder(tmp_path / "evaluate") not in (taken, None)
+    taken = new_run_folder(tmp_path / "evaluate")  # tools/evaluate.py's default work dir, created when chosen
+    assert taken.is_dir() and new_run_folder(tmp_path / "evaluate") not in (taken, None)
     with pytest.raises(ValueError, match="--launcher pytorch: pass --work-dir"):
         build_config(str(CONFIG), launcher="pytorch")
     with pytest.raises(NothingToResumeError, match="no run of .* holds a checkpoint"):

@@ -89,10 +89,12 @@ def test_compiled_pretraining_step_compiles_once_over_masks() -> None:
     assert all(torch.isfinite(torch.tensor(losses)))
 
 
-def test_train_compile_option_compiles_the_pretrainer_and_other_models_through_mmengine() -> None:
+def test_train_compile_option_compiles_the_pretrainer_and_other_models_through_mmengine(tmp_path) -> None:
     from hiermae.engine.training import build_config
 
-    pretraining = build_config("configs/pretrain/hiermae_resnet18_64px_fashionmnist.py", compile=True)
+    config = "configs/pretrain/hiermae_resnet18_64px_fashionmnist.py"
+    pretraining = build_config(config, work_dir=str(tmp_path / "pretrain"), compile=True)
     assert pretraining.model.compile is True and not pretraining.get("compile")
-    detection = build_config("configs/downstream/mask-rcnn_resnet18_fpn_shapes.py", compile=True)
+    config = "configs/downstream/mask-rcnn_resnet18_fpn_shapes.py"
+    detection = build_config(config, work_dir=str(tmp_path / "detection"), compile=True)
     assert detection.compile is True

@@ -1,5 +1,6 @@
 """tools/visualize.py: a reconstruction grid rebuilt from a checkpoint's own config and weights."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -53,3 +54,29 @@ def test_bad_checkpoints_and_ratios_are_named(tmp_path):
         load_pretrainer(tmp_path / "hog.pth", mask_ratio=1.5)
     with pytest.raises(SystemExit, match="no pixel-space prediction"):
         visualize(str(tmp_path / "hog.pth"), tmp_path / "g.png", images=2, mask_ratio=None, seed=0, folder=None)
+
+
+def test_a_diverged_checkpoint_is_refused_naming_its_tensors(tmp_path):
+    save_checkpoint(tmp_path / "iter_1.pth")
+    checkpoint = torch.load(tmp_path / "iter_1.pth")
+    stem = next(name for name in checkpoint["state_dict"] if name.endswith("conv1.weight"))
+    checkpoint["state_dict"][stem][0, 0, 0, 0] = float("nan")
+    torch.save(checkpoint, tmp_path / "diverged.pth")
+    with pytest.raises(CheckpointError, match=rf"NaN or infinite weights in 1 tensors \[{re.escape(stem)}\]"):
+        load_pretrainer(tmp_path / "diverged.pth")
+
+
+def test_an_interrupted_grid_write_keeps_the_earlier_grid(tmp_path, monkeypatch):
+    save_checkpoint(tmp_path / "iter_1.pth")
+    grid = tmp_path / "grid.png"
+    visualize(str(tmp_path / "iter_1.pth"), grid, images=2, mask_ratio=None, seed=0, folder=None)
+    earlier = grid.read_bytes()
+
+    def interrupted(image, path, **options):
+        Path(path).write_bytes(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("hiermae.engine.visualization.save_image", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        visualize(str(tmp_path / "iter_1.pth"), grid, images=2, mask_ratio=0.5, seed=1, folder=None)
+    assert grid.read_bytes() == earlier and sorted(p.name for p in tmp_path.iterdir()) == ["grid.png", "iter_1.pth"]

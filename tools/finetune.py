@@ -23,7 +23,6 @@ channel, repeated and scaled to more), which the key report prints.
 import argparse
 import json
 import sys
-import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -34,7 +33,16 @@ from hiermae.downstream.finetune import (
     UsedWorkDirError,
     finetune,
 )
-from hiermae.engine import ToolParser, file_to_write, folder_to_write, image_size, number, positive_int, random_seed
+from hiermae.engine import (
+    ToolParser,
+    file_to_write,
+    folder_to_write,
+    image_size,
+    new_run_folder,
+    number,
+    positive_int,
+    random_seed,
+)
 from hiermae.utils import write_json
 
 FASHION_MNIST = "fashion-mnist"
@@ -93,18 +101,9 @@ def recipe_from(args: argparse.Namespace) -> FineTuneRecipe:
 
 
 def new_work_dir(args: argparse.Namespace, parent: Path = Path("work_dirs/finetune")) -> Path:
-    """A folder of this run's own, created now: `parent/<checkpoint name or random_<backbone>>_<start time>`, with a
-    number appended when another run took that name in the same second."""
+    """A folder of this run's own, created now: `parent/<checkpoint name or random_<backbone>>_<start time>`."""
     name = Path(args.checkpoint).stem if args.checkpoint else f"random_{args.backbone}"
-    base = parent / f"{name}_{time.strftime('%Y%m%d_%H%M%S')}"
-    for count in range(1, 1000):
-        candidate = base if count == 1 else base.with_name(f"{base.name}_{count}")
-        try:
-            candidate.mkdir(parents=True)
-            return candidate
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no free work dir beside {base}")
+    return new_run_folder(parent, prefix=f"{name}_")
 
 
 def image_counts(images: dict[str, dict[str, int]]) -> str:

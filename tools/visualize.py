@@ -19,7 +19,7 @@ from mmengine.dataset import pseudo_collate
 from mmengine.registry import MODELS
 
 import hiermae  # noqa: F401  (registers hiermae's models and datasets)
-from hiermae.checkpoints import CheckpointError, load_checkpoint_file, model_config
+from hiermae.checkpoints import CheckpointError, load_checkpoint_file, model_config, refuse_diverged_checkpoint
 from hiermae.data import FashionMNIST, ImageFolder
 from hiermae.downstream.key_report import strict_load
 from hiermae.engine import (
@@ -46,8 +46,10 @@ def load_pretrainer(path: str | Path, mask_ratio: float | None = None, *, trust:
         raise CheckpointError(f"{path} is a {model_cfg.get('type')!r} checkpoint, not a MaskedPretrainer's")
     if mask_ratio is not None:
         model_cfg["mask"] = dict(model_cfg.get("mask") or {"type": "random"}, mask_ratio=check_mask_ratio(mask_ratio))
+    state_dict = checkpoint.get("state_dict", {})
+    refuse_diverged_checkpoint(state_dict, f"checkpoint {path}", "weights")
     model = MODELS.build(model_cfg)
-    strict_load(model, checkpoint.get("state_dict", {}), f"pretrainer {model_cfg.get('backbone')}", ())
+    strict_load(model, state_dict, f"pretrainer {model_cfg.get('backbone')}", ())
     return model.eval()
 
 

@@ -69,3 +69,14 @@ def non_finite_tensors(tree: object) -> list[str]:
         finite = torch.stack([torch.stack(torch.aminmax(tensor)).isfinite().all() for _, tensor in named]).tolist()
         bad += [name for (name, _), ok in zip(named, finite, strict=True) if not ok]
     return bad
+
+
+def refuse_diverged_checkpoint(tensors: object, source: str, what: str = "values", among: str = "tensors") -> None:
+    """Raise CheckpointError naming the tensors of `tensors` that hold a NaN or an infinity (`source`: the file, as
+    the message should name it): such a file was saved after its run diverged, and nothing may use it."""
+    bad = non_finite_tensors(tensors)
+    if bad:
+        raise CheckpointError(
+            f"{source} holds NaN or infinite {what} in {len(bad)} {among} [{compact(bad, 5)}]: it was saved after "
+            "its run diverged. Use an earlier checkpoint."
+        )

@@ -25,7 +25,7 @@ from mmengine.fileio.backends import LocalBackend, register_backend
 from mmengine.model import is_model_wrapper
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from hiermae.checkpoints.keys import CheckpointError, compact, key_mismatches, non_finite_tensors
+from hiermae.checkpoints.keys import CheckpointError, compact, key_mismatches, refuse_diverged_checkpoint
 from hiermae.checkpoints.literal_config import model_config
 from hiermae.checkpoints.resume import checkpoint_to_resume
 from hiermae.checkpoints.safe_load import load_checkpoint_file
@@ -37,7 +37,7 @@ def load_local_checkpoint(filename: str, map_location: Any = None) -> dict:
     """mmengine's loader for local files, reading them as data (`load_checkpoint_file`); a file holding NaN or
     infinite values is refused, whichever path asks for it (resume, `load_from`, a downstream `init_cfg`)."""
     checkpoint = load_checkpoint_file(filename, map_location=map_location)
-    refuse_non_finite(checkpoint, filename)
+    refuse_diverged_checkpoint(checkpoint, f"checkpoint {filename}")
     return checkpoint
 
 
@@ -45,7 +45,7 @@ def load_trusted_local_checkpoint(filename: str, map_location: Any = None) -> di
     """mmengine's loader for local files under `--trust-checkpoint`: full unpickling, with a warning; non-finite
     files are refused as above."""
     checkpoint = load_checkpoint_file(filename, trust=True, map_location=map_location)
-    refuse_non_finite(checkpoint, filename)
+    refuse_diverged_checkpoint(checkpoint, f"checkpoint {filename}")
     return checkpoint
 
 
@@ -90,7 +90,7 @@ def check_checkpoint_fits(
     """
     model = model.module if is_model_wrapper(model) else model
     checkpoint = load_checkpoint_file(path, trust=trust)
-    refuse_non_finite(checkpoint, path)
+    refuse_diverged_checkpoint(checkpoint, f"checkpoint {path}")
     state_dict = checkpoint.get("state_dict", checkpoint)
     missing, unexpected, wrong_shape = key_mismatches(model.state_dict(), state_dict, "model ")
     if not (missing or unexpected or wrong_shape):
@@ -104,16 +104,6 @@ def check_checkpoint_fits(
         f"[{compact(unexpected, 5)}], {len(wrong_shape)} shape mismatches [{compact(wrong_shape, 5)}]. "
         "mmengine would load it non-strictly and train on partly random weights; pass a checkpoint of this config."
     )
-
-
-def refuse_non_finite(checkpoint: dict, path: str) -> None:
-    """Raise CheckpointError naming the tensors of `checkpoint` that hold a NaN or an infinity."""
-    bad = non_finite_tensors(checkpoint)
-    if bad:
-        raise CheckpointError(
-            f"checkpoint {path} holds NaN or infinite values in {len(bad)} tensors [{compact(bad, 5)}]: it was saved "
-            "after the run diverged. Resume or load an earlier checkpoint."
-        )
 
 
 class ChangedSettingsError(CheckpointError):

@@ -147,15 +147,18 @@ def default_work_dir(config: str, resume: str | None, launcher: str) -> str:
     return str(new_run_folder(runs))
 
 
-def new_run_folder(parent: str | Path) -> Path:
-    """`parent/<start time>` (`YYYYmmdd_HHMMSS`, then `_2`, `_3`, ... when taken): a folder no earlier run used,
-    the default work dir of the tools."""
-    stamp = time.strftime("%Y%m%d_%H%M%S")
-    folder, number = Path(parent) / stamp, 1
-    while folder.exists():
-        number += 1
-        folder = Path(parent) / f"{stamp}_{number}"
-    return folder
+def new_run_folder(parent: str | Path, prefix: str = "") -> Path:
+    """`parent/<prefix><start time>` (`YYYYmmdd_HHMMSS`, then `_2`, `_3`, ... when taken), created here: the default
+    work dir of the tools. Creating it is what claims it, so two runs started in the same second never share one."""
+    stamp = Path(parent) / f"{prefix}{time.strftime('%Y%m%d_%H%M%S')}"
+    for number in range(1, 1000):
+        folder = stamp if number == 1 else stamp.with_name(f"{stamp.name}_{number}")
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free run folder beside {stamp}")
 
 
 def claim_work_dir(cfg: Config) -> list[Path]:

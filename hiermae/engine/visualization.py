@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 from torchvision.utils import make_grid, save_image
 
 from hiermae.masking import MaskPyramid
+from hiermae.utils import replace_atomically
 
 CAPTION_HEIGHT = 14  # px of the strip above a grid that names its bands
 
@@ -63,17 +64,22 @@ def save_reconstruction_grid(
 ) -> Path:
     """Write the grid as a PNG, one sample per row (with a caption naming the bands when they are chosen), and
     return its path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     shown = display_bands(images.shape[1], bands)
     grid = reconstruction_grid(images.float().cpu(), prediction.float().cpu(), visible.cpu(), unit, shown)
     caption = band_caption(images.shape[1], shown)
-    if caption is None:
-        save_image(grid, path, nrow=4, padding=2, pad_value=1.0)
-        return path
+    with replace_atomically(path) as staged:  # an interrupted write leaves the earlier grid, never half a PNG
+        if caption is None:
+            save_image(grid, staged, format="PNG", nrow=4, padding=2, pad_value=1.0)
+        else:
+            write_captioned_grid(staged, grid, caption)
+    return path
+
+
+def write_captioned_grid(path: Path, grid: torch.Tensor, caption: str) -> None:
+    """Write `grid` as a PNG under a line of `caption` text."""
     pixels = make_grid(grid, nrow=4, padding=2, pad_value=1.0).mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
     picture = Image.fromarray(pixels.permute(1, 2, 0).numpy())
     page = Image.new("RGB", (picture.width, picture.height + CAPTION_HEIGHT), "white")
     page.paste(picture, (0, CAPTION_HEIGHT))
     ImageDraw.Draw(page).text((2, 1), caption, fill="black")
-    page.save(path)
-    return path
+    page.save(path, format="PNG")
