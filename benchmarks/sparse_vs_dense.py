@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 
@@ -135,32 +136,18 @@ def measure(args: argparse.Namespace, name: str) -> dict[str, dict[str, float]]:
     sparse.load_state_dict({k: v for k, v in dense.state_dict().items() if k != "mask_token"})
     images, visible = make_inputs(args.batch, args.input, args.mask_ratio, args.device, args.in_chans)
     encoders = {"dense": dense, "sparse": sparse}
-    plan = sparse.plan_for(visible, args.device)
-    plans = {"dense": None, "sparse": plan}
-    if args.memory_only:
-        results = {
-            mode: {
-                "peak_mib": peak_memory_bytes(args, name, mode == "sparse") / 2**20,
-                "saved_mib": saved_for_backward_mib(encoder, images, visible, plans[mode]),
-            }
-            for mode, encoder in encoders.items()
-        }
-        for mode in encoders:
-            print(f"{name} {mode}: " + ", ".join(f"{k} {v:.1f}" for k, v in results[mode].items()), flush=True)
-        return results
-    steps = {
-        "dense": lambda: train_step(dense, images, visible),
-        "sparse": lambda: train_step(sparse, images, visible, plan),
-    }
-    seconds = interleaved_step_seconds(steps, args.device, args.warmup, args.repeats)
+    plans = {"dense": None, "sparse": sparse.plan_for(visible, args.device)}
+    seconds = {}
+    if not args.memory_only:
+        steps = {mode: partial(train_step, encoder, images, visible, plans[mode]) for mode, encoder in encoders.items()}
+        seconds = interleaved_step_seconds(steps, args.device, args.warmup, args.repeats)
     results = {}
     for mode, encoder in encoders.items():
-        results[mode] = {
-            "step_ms": 1000 * seconds[mode],
-            "peak_mib": peak_memory_bytes(args, name, mode == "sparse") / 2**20,
-            "saved_mib": saved_for_backward_mib(encoder, images, visible, plans[mode]),
-            "gflops": count_flops(encoder, (images, visible)) / 1e9,
-        }
+        results[mode] = {"step_ms": 1000 * seconds[mode]} if seconds else {}
+        results[mode]["peak_mib"] = peak_memory_bytes(args, name, mode == "sparse") / 2**20
+        results[mode]["saved_mib"] = saved_for_backward_mib(encoder, images, visible, plans[mode])
+        if not args.memory_only:
+            results[mode]["gflops"] = count_flops(encoder, (images, visible)) / 1e9
         print(f"{name} {mode}: " + ", ".join(f"{k} {v:.1f}" for k, v in results[mode].items()), flush=True)
     return results
 

@@ -332,7 +332,8 @@ def sweep_report(
             if best is not default:
                 judged = verdict(best.spread(metric), default.spread(metric))
                 noise = "beyond noise" if judged == "reproduced" else "within noise"
-                noise = "one seed: no spread to judge" if "one seed" in judged else noise
+                if min(len(best.spread(metric).values), len(default.spread(metric).values)) < 2:
+                    noise = "one seed: no spread to judge"
                 lead = 100 * (best.spread(metric).mean - default.spread(metric).mean)
                 choice = f"**{best.variant.label}** leads the recipe's default by {lead:+.1f} points ({noise})"
             lines += ["", f"Best by {PROTOCOL_NAMES[metric]}: {choice}.", ""]
