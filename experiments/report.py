@@ -298,6 +298,23 @@ def budget_curve_section(
     return "\n".join(lines) + "\n"
 
 
+def family_selection_metric(rows: list[VariantResults], metric: str) -> tuple[str, list[str]]:
+    """The metric that ranks one family's sweep variants, and why it is not `metric`: fine-tuning that ends below
+    the linear probe of the same weights fails the protocol's sanity rule (a probe is fine-tuning with the backbone
+    frozen), so such a family is ranked by its linear probe."""
+    if metric != "finetune":
+        return metric, []
+    both = [r for r in rows if r.spread("finetune").values and r.spread("linear").values]
+    below = [r for r in both if r.spread("finetune").mean < r.spread("linear").mean]
+    if not below:
+        return metric, []
+    return "linear", [
+        f"Fine-tuning ended below the linear probe of the same weights for {len(below)} of {len(rows)} variants, "
+        "which fails the protocol's sanity rule, so this family is ranked by its linear probe.",
+        "",
+    ]
+
+
 def sweep_report(
     results: list[VariantResults],
     protocols: list[str],
@@ -309,7 +326,8 @@ def sweep_report(
     """Markdown for a per-family sweep: every variant's seeds, and the best variant against the recipe's default.
 
     `defaults` maps each backbone to the label of the variant that matches its recipe as committed. The selection
-    metric is fine-tuning top-1 when measured, else the first protocol's, scored on `split`."""
+    metric is fine-tuning top-1 when measured (the linear probe's for a family whose fine-tuning ends below its
+    probe: `family_selection_metric`), else the first protocol's, scored on `split`."""
     metric = "finetune" if "finetune" in protocols else protocols[0]
     lines = [*preamble, f"Selection metric: {PROTOCOL_NAMES[metric]} top-1 on the {split}.", ""]
     for backbone in dict.fromkeys(r.variant.group for r in results):
@@ -324,19 +342,20 @@ def sweep_report(
                 f"| {result.variant.label}{marker} | {result.variant.pretraining.iters} | "
                 f"{result.final_loss().text(1.0, 3)} | {cells} |"
             )
-        measured = [r for r in rows if r.spread(metric).values]
+        judged_by, caveat = family_selection_metric(rows, metric)
+        measured = [r for r in rows if r.spread(judged_by).values]
         default = next((r for r in rows if r.variant.label == defaults.get(backbone)), None)
-        if measured and default is not None and default.spread(metric).values:
-            best = max(measured, key=lambda r: r.spread(metric).mean)
+        if measured and default is not None and default.spread(judged_by).values:
+            best = max(measured, key=lambda r: r.spread(judged_by).mean)
             choice = "the recipe's default leads"
             if best is not default:
-                judged = verdict(best.spread(metric), default.spread(metric))
+                judged = verdict(best.spread(judged_by), default.spread(judged_by))
                 noise = "beyond noise" if judged == "reproduced" else "within noise"
-                if min(len(best.spread(metric).values), len(default.spread(metric).values)) < 2:
+                if min(len(best.spread(judged_by).values), len(default.spread(judged_by).values)) < 2:
                     noise = "one seed: no spread to judge"
-                lead = 100 * (best.spread(metric).mean - default.spread(metric).mean)
+                lead = 100 * (best.spread(judged_by).mean - default.spread(judged_by).mean)
                 choice = f"**{best.variant.label}** leads the recipe's default by {lead:+.1f} points ({noise})"
-            lines += ["", f"Best by {PROTOCOL_NAMES[metric]}: {choice}.", ""]
+            lines += ["", *caveat, f"Best by {PROTOCOL_NAMES[judged_by]}: {choice}.", ""]
         lines.append("")
     plots.loss_curves(results, folder / "sweep_loss_curves.png")
     lines += image_links(folder, ["sweep_loss_curves"])

@@ -337,3 +337,18 @@ def test_sweep_report_lists_every_seed_and_weighs_the_best_against_the_recipe(tm
     assert "| mask_ratio=0.6, lr×1 (recipe) | 4 | 0.500 ± 0.000 | 60.0, 61.0 (60.5 ± 0.7) |" in text
     assert "Selection metric: linear probe top-1 on the test split." in text  # as configured here
     assert "**mask_ratio=0.6, lr×0.25** leads the recipe's default by +10.0 points (beyond noise)" in text
+
+
+def test_a_family_whose_fine_tuning_ends_below_its_probe_is_ranked_by_the_probe(tmp_path):
+    config = family_settings(sweep=True, minutes=None, evaluation=Evaluation(protocols=("linear", "finetune")))
+    run = tmp_path / "run"
+    for index, variant in enumerate(config.variants()):  # the recipe fine-tunes best; the last probes best
+        scores = {"linear": 0.6 + 0.05 * index, "finetune": 0.5 - 0.05 * index}
+        for seed in config.seeds:
+            write_json(pretraining_path(run, variant.pretraining, seed), {"losses": [[1, 0.5]], "checkpoint": "x"})
+            write_json(evaluation_path(run, variant.pretraining.name, seed), scores)
+    text = write_report(run, config, tmp_path / "sweep.md", "python tools/compare.py --sweep", ledger_of(tmp_path))
+    text = text.read_text()
+    assert "Fine-tuning ended below the linear probe of the same weights for 3 of 3 variants" in text
+    assert "Best by linear probe: **mask_ratio=0.6, lr×0.25** leads the recipe's default by +10.0 points" in text
+    assert "Best by fine-tune" not in text
