@@ -25,6 +25,8 @@ class ConvNeXtEncoder(SiteEncoder):
     # Our choice, as for Swin (SimMIM fine-tunes Swin-B with 0.9; Xie et al. 2022, appendix): ConvNeXt-atto has
     # Swin-T's 12 blocks.
     finetune_layer_decay = 0.9
+    # ResNet-18's, chosen on the validation split; ConvNeXt-atto fine-tunes above its probe with it.
+    finetune_base_lr = 1e-2
 
     def __init__(self, name: str, *, sparse: bool = True, input_size: int = 224, in_chans: int = 3) -> None:
         super().__init__(name, sparse=sparse, input_size=input_size, in_chans=in_chans)

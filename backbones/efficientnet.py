@@ -34,6 +34,7 @@ class EfficientCNNEncoder(SiteEncoder):
     # Our choice: these models have 16 blocks (b1-b3: 23-26), so 0.92 puts the stem at 0.92^17 ≈ 0.24 of the head's
     # rate, where ConvNeXt-atto's 0.9 over its 12 blocks puts it (0.9^13 ≈ 0.25).
     finetune_layer_decay = 0.92
+    finetune_base_lr = 1e-2  # ResNet-18's, chosen on the validation split (not measured for this family)
 
     def __init__(self, name: str, *, sparse: bool = True, input_size: int = 224, in_chans: int = 3) -> None:
         super().__init__(name, sparse=sparse, input_size=input_size, in_chans=in_chans)

@@ -51,7 +51,7 @@ def timm_features_backbone(name: str) -> MMBackbone:
 
 
 # The descriptor fields every family must set (the class attributes below without a usable default).
-REQUIRED_FIELDS = ("family", "examples", "name_pattern", "head_modules", "finetune_layer_decay")
+REQUIRED_FIELDS = ("family", "examples", "name_pattern", "head_modules", "finetune_layer_decay", "finetune_base_lr")
 # The classmethods every family must define itself (the base versions raise).
 REQUIRED_METHODS = ("lr_layer_count", "lr_layer_id")
 
@@ -67,6 +67,8 @@ class FamilyDescriptor:
     - `classifier_options`: timm options of the classifier that probing and fine-tuning build on the weights.
     - `finetune_layer_decay`: the layer-wise lr decay rate for fine-tuning pretrained weights (source in the family's
       module); `lr_layer_count` / `lr_layer_id` number its parameters by depth (the helpers at the end of this module).
+    - `finetune_base_lr`: the fine-tuning head's lr per 256 images (lr = base × batch / 256), the same for every
+      initialisation; chosen on a validation split (docs/results/finetune-diagnosis-cpu.md).
     - `pooled_features`: the global average of the last stage map, for kNN and linear probes.
     - `mm_backbone` / `mm_state_dict`: the mmdet / mmseg backbone and the key map of its export (none by default).
     """
@@ -78,6 +80,7 @@ class FamilyDescriptor:
     sized_by_input: bool = False
     classifier_options: Mapping[str, Any] = MappingProxyType({})
     finetune_layer_decay: float = 0.0
+    finetune_base_lr: float = 0.0
 
     @classmethod
     def supports(cls, name: str) -> bool:
@@ -154,6 +157,8 @@ def check_descriptor(family: type[FamilyDescriptor]) -> None:
         raise TypeError(f"backbone family {family.__name__} does not set {', '.join(unset)} (see backbones/family.py)")
     if not 0.0 < family.finetune_layer_decay <= 1.0:
         raise TypeError(f"{family.__name__}.finetune_layer_decay must be in (0, 1], got {family.finetune_layer_decay}")
+    if not family.finetune_base_lr > 0.0:
+        raise TypeError(f"{family.__name__}.finetune_base_lr must be positive, got {family.finetune_base_lr}")
 
 
 # Layer ids for layer-wise learning-rate decay, used by the families' `lr_layer_id` classmethods.

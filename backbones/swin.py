@@ -159,6 +159,9 @@ class SwinEncoder(MaskedEncoder):
     head_modules = ("head",)
     sized_by_input = True  # window sizes and bias tables follow the image size
     finetune_layer_decay = 0.9  # SimMIM fine-tunes Swin-B with 0.9 (Xie et al. 2022, appendix)
+    # Chosen on the validation split (docs/results/finetune-diagnosis-cpu.md): at ResNet-18's 1e-2 every pretrained
+    # Swin-T fine-tune collapsed to a uniform guess; at 1e-3 random init reaches 76.0 % without collapsing.
+    finetune_base_lr = 1e-3
 
     def __init__(
         self, name: str, *, sparse: bool = True, input_size: int = 224, in_chans: int = 3, **timm_kwargs: Any

@@ -23,6 +23,7 @@ from mmengine.model import BaseModel
 from mmengine.registry import HOOKS, MODELS
 from mmengine.runner import Runner
 
+from hiermae.backbones import encoder_family
 from hiermae.downstream import layer_decay  # noqa: F401  (registers the optimiser constructor)
 from hiermae.downstream.accuracy import predictions
 from hiermae.downstream.checkpoints import read_encoder_weights
@@ -38,17 +39,16 @@ RUN_RESULTS = ("epoch_*.pth", "last_checkpoint", "curve.json")  # what a saving 
 class FineTuneRecipe:
     """The fine-tuning protocol; every field is one of its hyper-parameters.
 
-    lr = `base_lr` × `batch_size` / 256 for the head (MAE's scaling rule); `layer_decay` None takes the family's
-    rate for pretrained weights and none for random init (`layer_decay.layer_decay_rate`). Validation runs
-    every `val_interval` epochs and after the last one (None: only after the last). `base_lr` 1e-2 (not MAE's 1e-3)
-    was chosen on the validation split of 1000-label Fashion-MNIST (docs/results/finetune-diagnosis-cpu.md): at
-    1e-3 the head's ~300 steps leave it under-trained, and fine-tuning ended below the linear probe; 1e-2 raised
-    both random init and pretrained weights.
+    lr = `base_lr` × `batch_size` / 256 for the head (MAE's scaling rule); `base_lr` None takes the family's
+    (`finetune_base_lr`, the same for every initialisation: `head_base_lr`), and `layer_decay` None the family's
+    rate for pretrained weights and none for random init (`layer_decay.layer_decay_rate`). Validation runs every
+    `val_interval` epochs and after the last one (None: only after the last). The families' lrs were chosen on the
+    validation split of 1000-label Fashion-MNIST (docs/results/finetune-diagnosis-cpu.md).
     """
 
     epochs: int = 30
     batch_size: int = 64
-    base_lr: float = 1e-2
+    base_lr: float | None = None
     weight_decay: float = 0.05
     layer_decay: float | None = None
     warmup_epochs: int = 3
@@ -61,6 +61,8 @@ class FineTuneRecipe:
     def __post_init__(self) -> None:
         if self.epochs < 1 or not 0 <= self.warmup_epochs < self.epochs:
             raise ValueError(f"need epochs ≥ 1 and 0 ≤ warmup_epochs < epochs, got {self.epochs}, {self.warmup_epochs}")
+        if self.base_lr is not None and not self.base_lr > 0.0:
+            raise ValueError(f"base_lr must be positive, got {self.base_lr}")
         if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
             raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
         if not 0.0 <= self.label_smoothing < 1.0 or not 0.0 <= self.drop_path < 1.0:
@@ -70,6 +72,10 @@ class FineTuneRecipe:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def head_base_lr(self, backbone: str) -> float:
+        """The head's lr per 256 images for `backbone`: `base_lr`, else its family's."""
+        return self.base_lr if self.base_lr is not None else encoder_family(backbone).finetune_base_lr
 
 
 @MODELS.register_module()
@@ -229,7 +235,9 @@ def runner_config(
             val_cfg=dict(fp16=recipe.amp),
             optim_wrapper=dict(
                 type="OptimWrapper",
-                optimizer=dict(type="AdamW", lr=recipe.base_lr, betas=(0.9, 0.999), weight_decay=recipe.weight_decay),
+                optimizer=dict(
+                    type="AdamW", lr=recipe.head_base_lr(name), betas=(0.9, 0.999), weight_decay=recipe.weight_decay
+                ),
                 constructor="LayerDecayOptimWrapperConstructor",
                 paramwise_cfg=dict(layer_decay_rate=recipe.layer_decay),
             ),

@@ -95,7 +95,20 @@ class Settings:
         return sorted({v.pretraining.recipe for v in self.variants()}, key=str)
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "recipe_digests": {str(r): digest(r) for r in self.recipes()}}
+        """The settings as recorded in a ledger. Where fine-tuning takes a family's own head lr or layer decay (`None`
+        in the recipe), the values themselves are recorded too, so a later change of one is refused like any other
+        setting."""
+        recorded = {**asdict(self), "recipe_digests": {str(r): digest(r) for r in self.recipes()}}
+        finetune = self.evaluation.finetune
+        if finetune.base_lr is None or finetune.layer_decay is None:
+            recorded["finetune_by_backbone"] = {
+                name: {
+                    "head_base_lr": finetune.head_base_lr(name),
+                    "layer_decay": layer_decay_rate(name, pretrained=True, rate=finetune.layer_decay),
+                }
+                for name in plan_backbones(self.variants())
+            }
+        return recorded
 
 
 class SettingsMismatchError(ValueError):
@@ -332,8 +345,9 @@ def evaluation_description(evaluation: Evaluation, backbones: list[str]) -> str:
         "linear": f"a linear probe on pooled last-stage features (BatchNorm without affine, then a linear layer; "
         f"{count(evaluation.linear_epochs, 'epoch')}, AdamW lr 1e-2)",
         "finetune": (
-            f"fine-tuning of the whole network for {count(recipe.epochs, 'epoch')}: AdamW (lr {recipe.base_lr:g} × "
-            f"{recipe.batch_size}/256, weight decay {recipe.weight_decay:g}), {layer_decay_text(recipe, backbones)}, "
+            f"fine-tuning of the whole network for {count(recipe.epochs, 'epoch')}: AdamW (head lr "
+            f"{head_lr_text(recipe, backbones)} × {recipe.batch_size}/256, weight decay {recipe.weight_decay:g}), "
+            f"{layer_decay_text(recipe, backbones)}, "
             f"{count(recipe.warmup_epochs, 'warm-up epoch')} then cosine to 0, label smoothing "
             f"{recipe.label_smoothing:g}, drop path {recipe.drop_path:g}, random-resized crops "
             f"({recipe.crop_scale[0]:g}–{recipe.crop_scale[1]:g} of the area) and flips, batch {recipe.batch_size}, "
@@ -345,6 +359,14 @@ def evaluation_description(evaluation: Evaluation, backbones: list[str]) -> str:
 
 def count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def head_lr_text(recipe: FineTuneRecipe, backbones: list[str]) -> str:
+    """The fine-tuning head's lr per 256 images: the recipe's, or each backbone family's own."""
+    if recipe.base_lr is not None:
+        return f"{recipe.base_lr:g}"
+    families = {encoder_family(name).family: recipe.head_base_lr(name) for name in backbones}
+    return "(" + ", ".join(f"{family} {lr:g}" for family, lr in families.items()) + ")"
 
 
 def layer_decay_text(recipe: FineTuneRecipe, backbones: list[str]) -> str:

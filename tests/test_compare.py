@@ -35,6 +35,7 @@ from experiments.runs import (
     run_steps,
     training_log,
 )
+from hiermae.backbones import encoder_family
 from hiermae.utils.atomic_files import write_json
 
 from comparison_settings import family_settings
@@ -259,7 +260,8 @@ def test_each_family_starts_from_its_recipe_and_overrides_only_what_it_names(tmp
     path.write_text(setting.config_text(seed=2))
     summary = summarize(path, setting.recipe)
     assert summary.mask_ratio == ratio and summary.iters == 40 and summary.warmup_iters == 4
-    assert summary.lr == pytest.approx(recipe.base_lr * 32 / 256) and summary.base_lr == pytest.approx(recipe.base_lr)
+    base_lr = recipe.optim_wrapper.optimizer.lr  # per 256 images; Swin's recipe sets its own (the sweep's choice)
+    assert summary.lr == pytest.approx(base_lr * 32 / 256) and summary.base_lr == pytest.approx(base_lr)
     assert summary.decoder.startswith(recipe.model.decoder.type) and summary.target == "norm_pixels"
     halved = replace(setting, mask_ratio=0.9, lr_scale=0.5, decoder="linear")
     path.write_text(halved.config_text(seed=2))
@@ -352,3 +354,16 @@ def test_a_family_whose_fine_tuning_ends_below_its_probe_is_ranked_by_the_probe(
     assert "Fine-tuning ended below the linear probe of the same weights for 3 of 3 variants" in text
     assert "Best by linear probe: **mask_ratio=0.6, lr×0.25** leads the recipe's default by +10.0 points" in text
     assert "Best by fine-tune" not in text
+
+
+@pytest.mark.parametrize(("fact", "changed"), [("finetune_base_lr", 2e-2), ("finetune_layer_decay", 0.7)])
+def test_the_ledger_records_each_familys_fine_tuning_facts_and_refuses_a_change(tmp_path, monkeypatch, fact, changed):
+    settings = family_settings()
+    assert settings.as_dict()["finetune_by_backbone"] == {"resnet18": {"head_base_lr": 1e-2, "layer_decay": 0.8}}
+    check_settings(tmp_path, settings)  # the first start records the settings
+    monkeypatch.setattr(encoder_family("resnet18"), fact, changed)
+    with pytest.raises(SettingsMismatchError, match=r"different settings \(finetune_by_backbone\)"):
+        check_settings(tmp_path, settings)
+    finetune = replace(settings.evaluation.finetune, base_lr=5e-3, layer_decay=0.9)  # the same for every family
+    one_protocol = replace(settings, evaluation=replace(settings.evaluation, finetune=finetune))
+    assert "finetune_by_backbone" not in one_protocol.as_dict()

@@ -36,7 +36,7 @@ def test_every_family_declares_a_descriptor_that_agrees_with_timm_and_its_adapte
     name = example(family)
     assert all(getattr(family, field) for field in REQUIRED_FIELDS)
     assert family.supports(name) and encoder_family(name) is family
-    assert 0.0 < family.finetune_layer_decay <= 1.0
+    assert 0.0 < family.finetune_layer_decay <= 1.0 and family.finetune_base_lr > 0.0
     encoder = build_encoder(name, sparse=False, input_size=64)
     model = family.create_timm_model(name, 64, num_classes=10, **family.classifier_options)
     head = {key for key in model.state_dict() if family.is_head_key(key)}
@@ -52,7 +52,8 @@ def test_every_family_declares_a_descriptor_that_agrees_with_timm_and_its_adapte
 
 
 def test_a_family_missing_a_descriptor_field_fails_when_defined() -> None:
-    with pytest.raises(TypeError, match="does not set head_modules, finetune_layer_decay, lr_layer_count"):
+    unset = "does not set head_modules, finetune_layer_decay, finetune_base_lr, lr_layer_count"
+    with pytest.raises(TypeError, match=unset):
 
         class Incomplete(MaskedEncoder):  # noqa: F841 - defining it is the test
             family, examples, name_pattern = "incomplete", "incomplete_s", r"incomplete_s"
@@ -61,6 +62,11 @@ def test_a_family_missing_a_descriptor_field_fails_when_defined() -> None:
 
         class WrongRate(RegNetX):  # noqa: F841
             finetune_layer_decay = 1.5
+
+    with pytest.raises(TypeError, match="finetune_base_lr must be positive, got -0.001"):
+
+        class WrongLr(RegNetX):  # noqa: F841
+            finetune_base_lr = -1e-3
 
 
 class RegNetX(MaskedEncoder):
@@ -72,6 +78,7 @@ class RegNetX(MaskedEncoder):
     name_pattern = r"regnetx_00[24]"
     head_modules = ("head",)
     finetune_layer_decay = 0.8
+    finetune_base_lr = 1e-2
 
     def encode(self, images: torch.Tensor, visible: torch.Tensor, plan: object) -> list[torch.Tensor]:
         raise NotImplementedError

@@ -212,12 +212,12 @@ def test_a_short_finetuning_run_records_its_curve(tmp_path: Path) -> None:
 def test_finetune_config_files_follow_the_recipe() -> None:
     """The mmengine configs in configs/finetune/ restate `FineTuneRecipe`; they must not drift from it."""
     recipe = FineTuneRecipe(amp=False)  # the files train in fp32; `tools/train.py --amp` switches to bf16
-    expected = runner_config(recipe, fashion_mnist_data(recipe.crop_scale, labelled=1000), backbone="resnet18",
-                             checkpoint=None, input_size=96, work_dir="x")  # fmt: skip
     configs = sorted((ROOT / "configs/finetune").glob("*.py"))
     assert configs
     for path in configs:
         cfg = Config.fromfile(path)
+        expected = runner_config(recipe, fashion_mnist_data(recipe.crop_scale, labelled=1000),
+                                 backbone=cfg.model.backbone, checkpoint=None, input_size=96, work_dir="x")  # fmt: skip
         for key in ("train_cfg", "param_scheduler", "auto_scale_lr", "val_cfg", "custom_hooks"):
             assert cfg[key] == expected[key], (path.name, key)
         assert cfg.optim_wrapper.optimizer == expected.optim_wrapper.optimizer, path.name

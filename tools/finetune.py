@@ -2,7 +2,7 @@
 
     python tools/finetune.py [CKPT] [--backbone NAME] [--input-size S]
                              [--data fashion-mnist|FOLDER] [--val-data FOLDER] [--val-fraction 0.2] [--labelled N]
-                             [--epochs 30] [--batch-size 64] [--base-lr 1e-2] [--weight-decay 0.05]
+                             [--epochs 30] [--batch-size 64] [--base-lr LR] [--weight-decay 0.05]
                              [--layer-decay R] [--warmup-epochs 3] [--label-smoothing 0.1] [--drop-path 0.1]
                              [--crop-scale LOW HIGH] [--no-amp] [--work-dir D] [--seed 0] [--json FILE]
                              [--in-chans C]
@@ -64,8 +64,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = FineTuneRecipe()
     parser.add_argument("--epochs", type=positive_int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
-    parser.add_argument("--base-lr", type=number(float, minimum=0.0, exclusive=True), default=defaults.base_lr,
-                        help="head lr per 256 images (lr = base-lr × batch-size / 256)")  # fmt: skip
+    parser.add_argument(
+        "--base-lr", type=number(float, minimum=0.0, exclusive=True),
+        help="head lr per 256 images (lr = base-lr × batch-size / 256; default: the family's)",
+    )  # fmt: skip
     parser.add_argument("--weight-decay", type=non_negative, default=defaults.weight_decay)
     parser.add_argument(
         "--layer-decay", type=number(float, minimum=0.0, maximum=1.0),

@@ -10,3 +10,4 @@ _base_ = [
 ]
 
 model = dict(backbone="swin_tiny_patch4_window7_224", checkpoint=None)
+optim_wrapper = dict(optimizer=dict(lr=1e-3))  # Swin's head lr per 256 images (SwinEncoder.finetune_base_lr)

@@ -10,3 +10,4 @@ _base_ = [
 ]
 
 model = dict(backbone="vit_tiny_patch16_224", checkpoint=None)
+optim_wrapper = dict(optimizer=dict(lr=2.5e-3))  # ViT's head lr per 256 images (MaskedViT.finetune_base_lr)

@@ -1,9 +1,10 @@
 # The fine-tuning protocol (hiermae/downstream/finetune.py: FineTuneRecipe; a test keeps the two equal), after
 # MAE's (He et al. 2022, appendix A.2): AdamW with betas (0.9, 0.999) and weight decay 0.05, lr = 1e-2 × batch / 256
-# for the head (MAE's 1e-3 left the head of a 1000-image fine-tune under-trained: docs/results/
-# finetune-diagnosis-cpu.md), layer-wise lr decay (the family's rate for pretrained weights, none for random init:
-# `layer_decay_rate=None`; set a number to override), 3 warm-up epochs then cosine to 0, label smoothing 0.1 and
-# drop path 0.1 (in the model). 30 epochs end at lr 0, so the training loss flattens; `curve.json` shows it.
+# for the head (MAE's 1e-3 left the head of a 1000-image fine-tune under-trained; a family config restates its own
+# `finetune_base_lr` where it differs: docs/results/finetune-diagnosis-cpu.md), layer-wise lr decay (the family's
+# rate for pretrained weights, none for random init: `layer_decay_rate=None`; set a number to override), 3 warm-up
+# epochs then cosine to 0, label smoothing 0.1 and drop path 0.1 (in the model). 30 epochs end at lr 0, so the
+# training loss flattens; `curve.json` shows it.
 max_epochs = 30
 warmup_epochs = 3
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
