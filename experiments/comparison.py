@@ -16,6 +16,7 @@ import datetime
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -361,20 +362,24 @@ def count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
+def by_family(backbones: list[str], value: Callable[[str], float]) -> str:
+    """'resnet 0.01, swin 0.001': `value` of each backbone, named by its family (each family once)."""
+    families = {encoder_family(name).family: value(name) for name in backbones}
+    return ", ".join(f"{family} {number:g}" for family, number in families.items())
+
+
 def head_lr_text(recipe: FineTuneRecipe, backbones: list[str]) -> str:
     """The fine-tuning head's lr per 256 images: the recipe's, or each backbone family's own."""
     if recipe.base_lr is not None:
         return f"{recipe.base_lr:g}"
-    families = {encoder_family(name).family: recipe.head_base_lr(name) for name in backbones}
-    return "(" + ", ".join(f"{family} {lr:g}" for family, lr in families.items()) + ")"
+    return f"({by_family(backbones, recipe.head_base_lr)})"
 
 
 def layer_decay_text(recipe: FineTuneRecipe, backbones: list[str]) -> str:
     """The fine-tuning's layer-wise lr decay: the recipe's rate, or each backbone family's own rate."""
     if recipe.layer_decay is not None:
         return f"layer-wise lr decay {recipe.layer_decay:g} for every start"
-    families = {encoder_family(name).family: layer_decay_rate(name, pretrained=True) for name in backbones}
-    rates = ", ".join(f"{family} {rate:g}" for family, rate in families.items())
+    rates = by_family(backbones, lambda name: layer_decay_rate(name, pretrained=True))
     return f"layer-wise lr decay for pretrained weights ({rates}; none for random init)"
 
 
