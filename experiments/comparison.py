@@ -341,6 +341,7 @@ def evaluation_description(evaluation: Evaluation, backbones: list[str]) -> str:
         "test images"
     )
     recipe = evaluation.finetune
+    lp_ft = ", the head of pretrained weights starting as a linear probe of them (LP-FT)" if recipe.probe_head else ""
     parts = {
         "knn": "kNN (cosine, k=20) on pooled last-stage features",
         "linear": f"a linear probe on pooled last-stage features (BatchNorm without affine, then a linear layer; "
@@ -350,12 +351,19 @@ def evaluation_description(evaluation: Evaluation, backbones: list[str]) -> str:
             f"{head_lr_text(recipe, backbones)} × {recipe.batch_size}/256, weight decay {recipe.weight_decay:g}), "
             f"{layer_decay_text(recipe, backbones)}, "
             f"{count(recipe.warmup_epochs, 'warm-up epoch')} then cosine to 0, label smoothing "
-            f"{recipe.label_smoothing:g}, drop path {recipe.drop_path:g}, random-resized crops "
-            f"({recipe.crop_scale[0]:g}–{recipe.crop_scale[1]:g} of the area) and flips, batch {recipe.batch_size}, "
-            f"{'bf16 autocast' if recipe.amp else 'fp32'}"
+            f"{recipe.label_smoothing:g}, drop path {recipe.drop_path:g}, {augmentation_text(recipe)}, batch "
+            f"{recipe.batch_size}, {'bf16 autocast' if recipe.amp else 'fp32'}"
+            + lp_ft
         ),
     }
     return f"{data}; {scored}. Protocols: " + "; ".join(parts[p] for p in evaluation.protocols)
+
+
+def augmentation_text(recipe: FineTuneRecipe) -> str:
+    """The fine-tuning recipe's image augmentation, in words."""
+    if tuple(recipe.crop_scale) == (1.0, 1.0):
+        return "whole images (no random crops) and flips"
+    return f"random-resized crops ({recipe.crop_scale[0]:g}–{recipe.crop_scale[1]:g} of the area) and flips"
 
 
 def count(number: int, noun: str) -> str:

@@ -13,8 +13,10 @@ validation split (2000 other training images), never on the test split. VARIANT 
 - a fine-tuning variant of `VARIANTS`: a protocol with one thing changed (its lr, its layer decay, the backbone
   frozen, no augmentation or drop path, BatchNorm statistics frozen, more epochs). The plain names start from the
   protocol the first diagnosis found wanting (20 epochs, head lr 1e-3 × 64/256); the `chosen` ones from the
-  protocol it chose on ResNet-18 for every family (head lr 1e-2 × 64/256); `family_lr` is today's protocol
-  (`FineTuneRecipe()`, each family's own head lr).
+  protocol it chose on ResNet-18 for every family (head lr 1e-2 × 64/256); the `family` ones from today's protocol
+  (`FineTuneRecipe()`, each family's own head lr; `family_lr` is it unchanged). "no augmentation" drops the
+  random-resized crops and drop path and keeps the flips; "light crops" crop 60-100 % of the area; "probe head"
+  starts the head from a linear probe of the starting weights (LP-FT, `hiermae.downstream.probe_head`).
 
 The result (top-1, and for fine-tuning the per-epoch curve with validation every 5 epochs) is appended to --json
 as one line.
@@ -66,6 +68,13 @@ def chosen(**changes) -> FineTuneRecipe:
     return replace(FineTuneRecipe(base_lr=1e-2), val_interval=5, **changes)
 
 
+def family(**changes) -> FineTuneRecipe:
+    """The protocol of the second diagnosis (each family's own head lr and layer decay, random-resized crops of
+    35-100 % of the area, drop path 0.1, a randomly initialised head), with `changes`."""
+    protocol = FineTuneRecipe(crop_scale=(0.35, 1.0), drop_path=0.1, probe_head=False, val_interval=5)
+    return replace(protocol, **changes)
+
+
 FROZEN = 1e-4  # a layer decay rate that leaves every backbone layer at lr × 1e-4 or less: the head alone learns
 
 VARIANTS: dict[str, tuple[FineTuneRecipe, list[str]]] = {
@@ -86,7 +95,13 @@ VARIANTS: dict[str, tuple[FineTuneRecipe, list[str]]] = {
     "chosen_frozen_backbone": (chosen(layer_decay=FROZEN), []),
     "chosen_no_augmentation": (chosen(crop_scale=(1.0, 1.0), drop_path=0.0), []),
     "chosen_no_drop_path": (chosen(drop_path=0.0), []),
-    "family_lr": (replace(FineTuneRecipe(), val_interval=5), []),  # today's protocol: each family's own head lr
+    "family_lr": (family(), []),
+    "family_no_augmentation": (family(crop_scale=(1.0, 1.0), drop_path=0.0), []),
+    "family_light_crops": (family(crop_scale=(0.6, 1.0), drop_path=0.0), []),
+    "family_no_drop_path": (family(drop_path=0.0), []),
+    "chosen_light_crops": (chosen(crop_scale=(0.6, 1.0), drop_path=0.0), []),
+    "family_no_augmentation_probe_head": (family(crop_scale=(1.0, 1.0), drop_path=0.0, probe_head=True), []),
+    "family_probe_head": (family(probe_head=True), []),
 }
 
 
@@ -153,7 +168,8 @@ def main(argv: list[str] | None = None) -> None:
         result = probes(checkpoint, args.backbone, args.input_size, args.seed, work_dir)
     else:
         result = finetune_variant(checkpoint, args.variant, args.backbone, args.input_size, args.seed, work_dir)
-    result.update(variant=args.variant, checkpoint=args.checkpoint, seed=args.seed, seconds=time.monotonic() - start)
+    result.update(variant=args.variant, backbone=args.backbone, checkpoint=args.checkpoint, seed=args.seed,
+                  seconds=time.monotonic() - start)  # fmt: skip
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     with open(args.json, "a") as file:
         file.write(json.dumps(result) + "\n")

@@ -36,6 +36,7 @@ from experiments.runs import (
     training_log,
 )
 from hiermae.backbones import encoder_family
+from hiermae.downstream.finetune import FineTuneRecipe
 from hiermae.utils.atomic_files import write_json
 
 from comparison_settings import family_settings
@@ -367,3 +368,12 @@ def test_the_ledger_records_each_familys_fine_tuning_facts_and_refuses_a_change(
     finetune = replace(settings.evaluation.finetune, base_lr=5e-3, layer_decay=0.9)  # the same for every family
     one_protocol = replace(settings, evaluation=replace(settings.evaluation, finetune=finetune))
     assert "finetune_by_backbone" not in one_protocol.as_dict()
+
+
+def test_the_report_states_the_fine_tuning_augmentation_and_lp_ft() -> None:
+    text = comparison.evaluation_description(Evaluation(), ["resnet18"])
+    assert "whole images (no random crops) and flips" in text and "starting as a linear probe" in text
+    before = Evaluation(finetune=FineTuneRecipe(crop_scale=(0.35, 1.0), drop_path=0.1, probe_head=False))
+    text = comparison.evaluation_description(before, ["resnet18"])  # the closed sweep's protocol, worded as it was
+    assert "drop path 0.1, random-resized crops (0.35–1 of the area) and flips, batch 64" in text
+    assert "LP-FT" not in text

@@ -3,7 +3,7 @@
 # for the head (MAE's 1e-3 left the head of a 1000-image fine-tune under-trained; a family config restates its own
 # `finetune_base_lr` where it differs: docs/results/finetune-diagnosis-cpu.md), layer-wise lr decay (the family's
 # rate for pretrained weights, none for random init: `layer_decay_rate=None`; set a number to override), 3 warm-up
-# epochs then cosine to 0, label smoothing 0.1 and drop path 0.1 (in the model). 30 epochs end at lr 0, so the
+# epochs then cosine to 0, label smoothing 0.1 (in the model). 30 epochs end at lr 0, so the
 # training loss flattens; `curve.json` shows it.
 max_epochs = 30
 warmup_epochs = 3
