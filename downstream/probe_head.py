@@ -132,9 +132,12 @@ class ProbeHeadHook(Hook):
 
     priority = "VERY_HIGH"
 
+    def __init__(self, random_init: bool = False) -> None:
+        self.random_init = random_init  # also start a random init's head from a probe (as the diagnosis measured)
+
     def before_train(self, runner) -> None:  # noqa: ANN001
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        if runner.iter > 0 or not model.pretrained:  # resumed: the checkpoint's head; random init: a random head
+        if runner.iter > 0 or not (model.pretrained or self.random_init):  # resumed: the checkpoint's head
             return
         dataset = DATASETS.build({**runner.cfg.train_dataloader.dataset, "augment": False})
         precision = partial(runner.optim_wrapper.optim_context, runner.model)  # the training's autocast

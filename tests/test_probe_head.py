@@ -87,12 +87,17 @@ def export_of_random_weights(backbone: str, path: Path, input_size: int) -> Path
     return path
 
 
-def test_a_short_lp_ft_run_trains_from_the_probe(tmp_path: Path) -> None:
+@pytest.mark.parametrize("start", ["export", "random init, as the diagnosis ran it"])
+def test_a_short_lp_ft_run_trains_from_the_probe(tmp_path: Path, start: str) -> None:
     recipe = FineTuneRecipe(epochs=2, warmup_epochs=0, base_lr=1e-5, probe_head=True, crop_scale=(1.0, 1.0))
     data = fashion_mnist_data(recipe.crop_scale, labelled=40, train_limit=400, test_limit=64)
-    export = export_of_random_weights("vit_tiny_patch16_224", tmp_path / "export.pth", 48)
-    runner = Runner.from_cfg(runner_config(recipe, data, backbone=None, checkpoint=export, input_size=48,
-                                           work_dir=tmp_path / "run"))  # fmt: skip
+    export = None if start != "export" else export_of_random_weights("vit_tiny_patch16_224", tmp_path / "x.pth", 48)
+    cfg = runner_config(recipe, data, backbone="vit_tiny_patch16_224", checkpoint=export, input_size=48,
+                        work_dir=tmp_path / "run")  # fmt: skip
+    if export is None:
+        cfg.custom_hooks = [hook for hook in cfg.custom_hooks if hook["type"] != "ProbeHeadHook"]
+        cfg.custom_hooks.append(dict(type="ProbeHeadHook", random_init=True))
+    runner = Runner.from_cfg(cfg)
     runner.train()
     assert runner.val()["top1"] > 0.2  # 10 classes: the probe's head, not chance, after two epochs at lr 1e-5 × 64/256
 
