@@ -46,7 +46,6 @@ from experiments.runs import (
     measure_step,
     measurement_path,
     pretrain_step,
-    pretraining_path,
     read_json,
     run_chains,
     run_steps,
@@ -429,7 +428,7 @@ def write_report(
         f"run folder: `{shown_run or run}` (checkpoints, logs; not kept); ledger: `{ledger.folder}` (one JSON per "
         "finished chain, the report's source)",
     ]
-    summaries = run_recipes(run, variants, seeds[0])
+    summaries = run_recipes(variants, seeds[0])
     if settings.ablate and "baseline" in summaries:
         baseline = summaries["baseline"]
         lines.insert(2, f"baseline pretraining: mask ratio {baseline.mask_ratio:g} of 32-px units; decoder "
@@ -479,7 +478,7 @@ def report_text(
     }
     random_init = {name: gather_random_init(run, name, base.input_size, seeds) for name in backbones}
     random_curves = {name: gather_curves(run, random_init_tag(name, base.input_size), seeds) for name in backbones}
-    recipes = run_recipes(run, variants, seeds[0])
+    recipes = run_recipes(variants, seeds[0])
     main = [r for r in results if r.variant.group != "budget"]
     title = "ViT, Swin, ConvNeXt and ResNet pretrained by hiermae, each with its family's recipe (CPU)"
     if not settings.family_recipes:
@@ -520,12 +519,14 @@ def chunk_section(ledger: Ledger) -> str:
     return "\n".join(lines)
 
 
-def run_recipes(run: Path, variants: list[Variant], seed: int) -> dict[str, RecipeSummary]:
-    """Each variant's recipe (by label) as its generated config for `seed` set it, where that config exists."""
+def run_recipes(variants: list[Variant], seed: int) -> dict[str, RecipeSummary]:
+    """Each variant's recipe (by label) as its generated config for `seed` sets it: built from the settings, not
+    read from the run folder, so a report from the ledger alone shows the same rows as one beside the runs."""
     summaries = {}
-    for variant in variants:
-        config = pretraining_path(run, variant.pretraining, seed).parent / "config.py"
-        if config.exists():
+    with tempfile.TemporaryDirectory() as folder:
+        for number, variant in enumerate(variants):
+            config = Path(folder) / f"variant{number}.py"
+            config.write_text(variant.pretraining.config_text(seed))
             summaries[variant.label] = summarize(config, variant.pretraining.recipe)
     return summaries
 

@@ -44,8 +44,8 @@ COLUMNS = ["mask ratio", "lr", "weight decay", "AdamW betas", "warm-up iteration
 
 
 def decoder_text(decoder: dict) -> str:
-    """A decoder config in words: its type and sizes."""
-    sizes = ", ".join(f"{key} {value}" for key, value in decoder.items() if key != "type")
+    """A decoder config in words: its type and sizes, in key order (mmengine re-dumps configs with sorted keys)."""
+    sizes = ", ".join(f"{key} {value}" for key, value in sorted(decoder.items()) if key != "type")
     return f"{decoder['type']} ({sizes})" if sizes else str(decoder["type"])
 
 

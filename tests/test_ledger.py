@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from mmengine.config import Config
 
 from experiments import comparison
 from experiments.comparison import (
@@ -221,3 +222,24 @@ def test_gpu_script_dry_run_on_the_cpu_writes_a_ledger_a_rerun_reuses(tmp_path):
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "0 of 2 chains to run" in again.stdout and "done pretrain" not in again.stdout
+
+
+def test_report_only_matches_a_partial_run_whose_configs_mmengine_rewrote(tmp_path, monkeypatch):
+    settings = family_settings(budget_curve=(0.25,), budget_backbone="resnet18")
+    monkeypatch.chdir(tmp_path)
+    report = Path("docs/results/compare.md")
+    ledger = open_ledger(Path("run"), settings, report)
+    chains = finish_chains(Path("run"), settings, ledger)
+    shortest = min(chain.pretraining.iters for chain in chains if chain.pretraining is not None)
+    for chain in chains:  # the budget curve's chains not run yet: only their planned configs are in the run folder
+        if chain.pretraining is not None and chain.pretraining.iters == shortest:
+            ledger.chain_path(chain).unlink()
+            pretraining_path(Path("run"), chain.pretraining, chain.seed).unlink()
+            shutil.rmtree(evaluation_path(Path("run"), chain.tag, chain.seed).parent)
+    for config in Path("run").rglob("config.py"):  # as tools/train.py leaves it: merged, keys re-dumped sorted
+        Config.fromfile(config).dump(config)
+    written = write_report(Path("run"), settings, report, "python tools/compare.py", ledger).read_text()
+    clone = tmp_path / "clone"
+    shutil.copytree(report.with_suffix(""), clone / report.with_suffix(""), ignore=shutil.ignore_patterns("*.png"))
+    monkeypatch.chdir(clone)
+    assert report_from_ledger(settings, report, "python tools/compare.py", Path("run")).read_text() == written
