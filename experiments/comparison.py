@@ -436,7 +436,8 @@ def write_report(
                         f"{baseline.lr:.2e}, {baseline.warmup_iters} warm-up iterations then cosine")  # fmt: skip
     timing = timing_text(run, settings, ledger)
     machines = sorted({session["machine"] for session in ledger.sessions()}) or [machine_description()]
-    text = report_text(run, settings, variants, results, protocols, folder, command, timing, lines, machines)
+    text = report_text(run, settings, variants, results, protocols, folder, command, timing, lines, machines,
+                       summaries)  # fmt: skip
     text += chunk_section(ledger) + reading_section(folder)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(text)
@@ -454,8 +455,9 @@ def report_text(
     timing: str,
     lines: list[str],
     machines: list[str],
+    recipes: dict[str, RecipeSummary],
 ) -> str:
-    """The markdown of the kind of report `settings` asks for."""
+    """The markdown of the kind of report `settings` asks for (`recipes`: `run_recipes` of its variants)."""
     machine = "; ".join(machines)
     seeds, base = list(settings.seeds), settings.base
     if settings.sweep:
@@ -478,7 +480,6 @@ def report_text(
     }
     random_init = {name: gather_random_init(run, name, base.input_size, seeds) for name in backbones}
     random_curves = {name: gather_curves(run, random_init_tag(name, base.input_size), seeds) for name in backbones}
-    recipes = run_recipes(variants, seeds[0])
     main = [r for r in results if r.variant.group != "budget"]
     title = "ViT, Swin, ConvNeXt and ResNet pretrained by hiermae, each with its family's recipe (CPU)"
     if not settings.family_recipes:
