@@ -162,9 +162,6 @@ def restore_chain(run: Path, chain: Chain, entry: dict) -> None:
         result = pretraining_path(run, chain.pretraining, chain.seed)
         if not result.exists():
             write_json(result, {**entry["pretraining_curves"], "checkpoint": "(not kept: restored from the ledger)"})
-        config = result.parent / "config.py"
-        if not config.exists():
-            config.write_text(chain.pretraining.config_text(chain.seed))
     if not evaluation.exists():
         if entry.get("finetune_curve") is not None:
             write_json(evaluation.parent / "finetune" / "curve.json", entry["finetune_curve"])
