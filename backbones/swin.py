@@ -12,6 +12,8 @@ from hiermae.backbones.base import MaskedEncoder, check_divisible, zero_masked
 from hiermae.backbones.family import MMBackbone, staged_block_id, unknown_parameter
 from hiermae.backbones.swin_mm import swin_mm_arch, swin_to_mm
 from hiermae.backbones.swin_sparse import (
+    PackedMasks,
+    PackedRows,
     TokenSites,
     embed_visible_patches,
     merge_children,
@@ -29,13 +31,16 @@ from hiermae.utils import ENCODERS
 class StagePlan:
     """Where one stage computes: its visible sites, the 2×2 children each merges and their inverse (None for the
     first stage), the distinct packed attention layouts of its window geometries, and which of them each block
-    uses."""
+    uses. For a CPU step the plan also carries each packing's attention masks and gather rows, which a GPU step
+    derives from the packings on the device (cheaper there than sending them)."""
 
     sites: TokenSites
     children: torch.Tensor | None
     child_slot: torch.Tensor | None  # (fine tokens,) each fine token's place in children.view(-1): the inverse
     packings: list[WindowPacking]
     block_packing: list[int]
+    masks: list[PackedMasks] | None = None  # per packing, when derived on the host
+    rows: list[PackedRows] | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class StageSpec:
 
     stride: int
     merges: bool
+    heads: int
     blocks: tuple[tuple[tuple[int, int], tuple[int, int]], ...]  # (window, shift) per block
 
 
@@ -57,6 +63,8 @@ class SwinPlanner:
     batch, so that random masks which happen to coincide do not change the step's shapes.
     Each packing is padded to a fixed number of bins, so the step's shapes do not depend on the mask: the budgets
     measured on example masks (`calibrated`), or else `bin_budget`'s rule.
+    With `derive_on_host` (planning for a CPU step) the plan also carries what attention derives from each
+    packing (`packed_masks`, `packed_rows`), so data-loader workers build it ahead of the step.
     """
 
     unit: int
@@ -65,6 +73,7 @@ class SwinPlanner:
     budgets: dict[tuple[int, WindowGeometry], int] = field(default_factory=dict)  # (stage, geometry) -> bins
     exact: bool = False  # pack into as few bins as needed (calibration)
     share_masks: bool = False  # plan one sample when all share a mask (set by `calibrated` for such generators)
+    derive_on_host: bool = False
 
     def __call__(self, visible: torch.Tensor) -> list[StagePlan]:
         batch_size = visible.shape[0]
@@ -80,9 +89,15 @@ class SwinPlanner:
             packings = [self.pack(number, sites, geometry) for geometry in distinct]
             plans.append(StagePlan(sites, children, child_slot, packings, [distinct.index(g) for g in geometries]))
             previous = sites
-        if not shared:
+        if shared:
+            plans = [share_plan(plan, plans[i - 1].sites if i else None, batch_size) for i, plan in enumerate(plans)]
+        if not self.derive_on_host:
             return plans
-        return [share_plan(plan, plans[i - 1].sites if i else None, batch_size) for i, plan in enumerate(plans)]
+        return [
+            replace(plan, masks=[packed_masks(packing, by_matmul=False) for packing in plan.packings],
+                    rows=[packed_rows(packing, spec.heads) for packing in plan.packings])
+            for plan, spec in zip(plans, self.stages, strict=True)
+        ]  # fmt: skip
 
     def pack(self, stage: int, sites: TokenSites, geometry: WindowGeometry) -> WindowPacking:
         """The packing of one stage's geometry, padded to its budget."""
@@ -100,7 +115,7 @@ class SwinPlanner:
         """This planner with each packing's budget set from example visible maps (batches drawn by the training
         mask generator at the training batch size): the most bins any example needed, plus 2 % and 2 bins."""
         share = all(len(visible) > 1 and bool((visible == visible[:1]).all()) for visible in examples)
-        exact, needed = replace(self, exact=True, share_masks=share), {}
+        exact, needed = replace(self, exact=True, share_masks=share, derive_on_host=False), {}
         for visible in examples:
             for number, plan in enumerate(exact(visible)):
                 for packing in plan.packings:
@@ -206,8 +221,8 @@ class SwinEncoder(MaskedEncoder):
         for stage, plan in zip(self.model.layers, plans, strict=True):
             if plan.children is not None:
                 tokens = merge_visible_patches(stage.downsample, tokens, plan.children, plan.child_slot)
-            masks = [packed_masks(packing, by_matmul) for packing in plan.packings]
-            rows = [packed_rows(packing, stage.blocks[0].attn.num_heads) for packing in plan.packings]
+            masks = plan.masks or [packed_masks(packing, by_matmul) for packing in plan.packings]
+            rows = plan.rows or [packed_rows(packing, stage.blocks[0].attn.num_heads) for packing in plan.packings]
             for block, which in zip(stage.blocks, plan.block_packing, strict=True):
                 tokens = sparse_block(block, tokens, plan.sites, plan.packings[which], masks[which], rows[which])
             outputs.append(plan.sites.scatter(tokens))
@@ -221,8 +236,9 @@ class SwinEncoder(MaskedEncoder):
                 window, shift = tuple(block.window_size), tuple(block.shift_size)
                 position_index.setdefault(window, block.attn.relative_position_index.detach().cpu())
                 blocks.append((window, shift))
-            stages.append(StageSpec(stride, not isinstance(stage.downsample, nn.Identity), tuple(blocks)))
-        return SwinPlanner(self.mask_unit, tuple(stages), position_index)
+            merges, heads = not isinstance(stage.downsample, nn.Identity), stage.blocks[0].attn.num_heads
+            stages.append(StageSpec(stride, merges, heads, tuple(blocks)))
+        return SwinPlanner(self.mask_unit, tuple(stages), position_index, derive_on_host=device_type == "cpu")
 
     def padding_overhead(self, visible: torch.Tensor) -> float:
         """Fraction of packed attention slots holding no token, over all blocks, for a B×h×w visible map."""

@@ -55,38 +55,52 @@ class TokenSites:
         return dense.permute(0, 3, 1, 2)  # B C H W
 
 
+def select_rows(rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """`rows.index_select(1, index)` for (S, R, D) rows, through the (R, D) matrix when S == 1: torch's CPU kernel
+    gathers along dim 0 on all threads, along dim 1 on one (2026-12-05, half the time with two threads)."""
+    if rows.shape[0] == 1:
+        return rows[0].index_select(0, index).unsqueeze(0)
+    return rows.index_select(1, index)
+
+
 class GatherRows(torch.autograd.Function):
     """`rows[index]` along dim 1 of an (S, R, D) tensor, for an `index` that reads every row at most once.
 
-    The backward is the gather `grad[inverse]`, where `inverse[r]` is the output row that read row r, or the
-    output length (a zero row) when none did: no scatter, no accumulation.
+    The backward is the gather `grad[inverse]`, where `inverse[r]` is the output row that read row r, then zeros
+    written over the rows in `unread` (None: every row was read), whose `inverse` entries may be any output row:
+    no scatter, no accumulation, no copy of the gradient.
     """
 
     @staticmethod
-    def forward(ctx, rows: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(inverse)
-        ctx.unread_rows = len(index) < rows.shape[1]  # then some rows get no gradient: inverse reads the zero row
-        return rows.index_select(1, index)
+    def forward(ctx, rows: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor, unread: torch.Tensor | None
+                ) -> torch.Tensor:  # fmt: skip
+        ctx.save_for_backward(inverse, unread)
+        return select_rows(rows, index)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        (inverse,) = ctx.saved_tensors
-        if ctx.unread_rows:
-            grad = torch.cat([grad, grad.new_zeros(grad.shape[0], 1, grad.shape[2])], 1)
-        return grad.index_select(1, inverse), None, None
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        inverse, unread = ctx.saved_tensors
+        grad_rows = select_rows(grad, inverse)
+        if unread is not None:
+            grad_rows.index_fill_(1, unread, 0.0)
+        return grad_rows, None, None, None
 
 
-def gather_rows(rows: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+def gather_rows(rows: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor, unread: torch.Tensor | None = None
+                ) -> torch.Tensor:  # fmt: skip
     """`GatherRows` on an (S, R, D) tensor (see there)."""
-    return GatherRows.apply(rows, index, inverse)
+    return GatherRows.apply(rows, index, inverse, unread)
 
 
 class PackedQKV(torch.autograd.Function):
-    """The (S, 3·heads·slots, d) packed q, k, v rows: each visible token's rows where the packing put it, and
-    qkv's bias (what timm's zero padding gives) at padding sites and empty slots.
+    """The (S, 3·heads·slots, d) packed q, k, v rows: each visible token's rows where the packing put it (a gather
+    both ways).
 
-    Tokens move (gather both ways). Padding sites all read the bias rows: their gradients merge there, a sum over
-    the slots flagged in `padding` (None when the geometry has no padding: empty slots get no gradient).
+    Where timm pads the grid to whole windows (`padding` given), padding sites and empty slots read qkv's bias
+    (what timm's zero padding gives): their gradients merge there, a sum over the slots flagged in `padding`.
+    Without timm padding (`padding` None) `index` points empty slots at any token row, and nothing is copied:
+    attention never lets a token see an empty slot nor reads an empty slot's output, so an empty slot gets zero
+    gradient, which the backward drops.
     """
 
     @staticmethod
@@ -94,8 +108,9 @@ class PackedQKV(torch.autograd.Function):
                 padding: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
         ctx.save_for_backward(inverse, padding)
         ctx.bias_shape = bias_rows.shape
-        extended = torch.cat([rows, bias_rows.to(rows.dtype).expand(rows.shape[0], -1, -1)], 1)
-        return extended.index_select(1, index)
+        if padding is not None:
+            rows = torch.cat([rows, bias_rows.to(rows.dtype).expand(rows.shape[0], -1, -1)], 1)
+        return select_rows(rows, index)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, None, None, None]:
@@ -104,43 +119,52 @@ class PackedQKV(torch.autograd.Function):
         if padding is not None and ctx.needs_input_grad[1]:
             per_row = grad.view(grad.shape[0], ctx.bias_shape[0], -1, grad.shape[2])  # S, 3·heads, slots, d
             grad_bias = torch.einsum("srkd,k->rd", per_row, padding.to(grad.dtype))
-        return grad.index_select(1, inverse), grad_bias, None, None, None
+        return select_rows(grad, inverse), grad_bias, None, None, None
 
 
 class BinAttention(torch.autograd.Function):
-    """softmax(q kᵀ · scale + bias) v over (S, G, capacity, d) bins with a (G, capacity, capacity) additive bias
-    shared by the S samples; the backward gives the bias its gradient (the softmax gradient) in the same pass.
+    """softmax(q kᵀ · scale + bias) v over packed (S, 3, G, capacity, d) q, k, v bins with a (G, capacity,
+    capacity) additive bias shared by the S samples; the backward gives the bias its gradient (the softmax
+    gradient) in the same pass, and writes the q, k, v gradients into one packed tensor.
 
     One batched matmul each way and no mask checks: blocked pairs carry -inf in `bias`, and no row is fully
     blocked (`WindowPacking`). Runs in the inputs' dtype, autocast off.
     """
 
     @staticmethod
-    def forward(ctx, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor,
-                scale: float) -> torch.Tensor:  # fmt: skip
-        samples, groups, capacity, dim = query.shape
-        with torch.autocast(query.device.type, enabled=False):
-            q, k, v = (t.reshape(samples * groups, capacity, dim) for t in (query, key, value))
+    def forward(ctx, packed: torch.Tensor, bias: torch.Tensor, scale: float) -> torch.Tensor:
+        samples, _, groups, capacity, dim = packed.shape
+        with torch.autocast(packed.device.type, enabled=False):
+            q, k, v = (packed[:, part].reshape(samples * groups, capacity, dim) for part in range(3))
             bias = bias.to(q.dtype).expand(samples, -1, -1, -1).reshape(samples * groups, capacity, capacity)
             probs = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=scale).softmax(-1)
             out = torch.bmm(probs, v)
         ctx.save_for_backward(q, k, v, probs)
-        ctx.scale, ctx.samples = scale, samples
-        return out.view(query.shape)
+        ctx.scale, ctx.shape = scale, packed.shape
+        return out.view(samples, groups, capacity, dim)
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, None]:
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
         q, k, v, probs = ctx.saved_tensors
-        shape = grad_out.shape
+        samples = ctx.shape[0]
         with torch.autocast(q.device.type, enabled=False):
             grad_out = grad_out.reshape(q.shape).to(q.dtype)
-            grad_v = torch.bmm(probs.transpose(1, 2), grad_out)
             grad_scores = torch._softmax_backward_data(torch.bmm(grad_out, v.transpose(1, 2)), probs, -1, probs.dtype)
-            grad_q = torch.bmm(grad_scores, k).mul_(ctx.scale)
-            grad_k = torch.bmm(grad_scores.transpose(1, 2), q).mul_(ctx.scale)
-            grad_bias = grad_scores.view(ctx.samples, -1, *grad_scores.shape[1:])
-            grad_bias = grad_bias[0] if ctx.samples == 1 else grad_bias.sum(0)
-        return grad_q.view(shape), grad_k.view(shape), grad_v.view(shape), grad_bias, None
+            grad = q.new_empty(ctx.shape)  # S, 3, G, cap, d: the packed q, k, v gradients
+            write_product(grad[:, 0], grad_scores, k, ctx.scale)
+            write_product(grad[:, 1], grad_scores.transpose(1, 2), q, ctx.scale)
+            write_product(grad[:, 2], probs.transpose(1, 2), grad_out, 1.0)
+            grad_bias = grad_scores.view(samples, -1, *grad_scores.shape[1:])
+            grad_bias = grad_bias[0] if samples == 1 else grad_bias.sum(0)
+        return grad, grad_bias, None
+
+
+def write_product(into: torch.Tensor, left: torch.Tensor, right: torch.Tensor, alpha: float) -> None:
+    """`into` ← alpha · (left @ right) for batched matrices; the matmul writes a contiguous `into` itself."""
+    if into.is_contiguous():
+        into.view(len(left), *into.shape[-2:]).baddbmm_(left, right, beta=0.0, alpha=alpha)
+    else:
+        into.copy_(torch.bmm(left, right).mul_(alpha).view(into.shape))
 
 
 def embed_visible_patches(patch_embed: nn.Module, images: torch.Tensor, sites: TokenSites) -> torch.Tensor:
@@ -192,32 +216,36 @@ def packed_masks(packing: WindowPacking, by_matmul: bool) -> PackedMasks:
 
 @dataclass(frozen=True)
 class PackedRows:
-    """The gather indices of one packing for blocks of `heads` heads, derived on the device once per step from
-    the packing's two host-built maps (`source`, `token_slot`) and shared by the blocks that use it.
+    """The gather indices of one packing for blocks of `heads` heads, derived from the packing's host-built maps
+    (`source`, `token_slot`, `tokenless_slots`) once per step and shared by the blocks that use it.
 
     Packed rows are laid out (S, 3, heads, bins, capacity, d): q, k, v of every head, bin and slot, so attention
     reads them as they lie; attention's output (S, heads, bins, capacity, d) unpacks to (S, tokens, heads, d).
     """
 
-    qkv_index: torch.Tensor  # (3·heads·slots,) row of [token rows (T·3·heads); bias rows (3·heads)]
+    qkv_index: torch.Tensor  # (3·heads·slots,) row of [token rows (T·3·heads); bias rows (3·heads) if padding]
     qkv_inverse: torch.Tensor  # (T·3·heads,) packed row of each token row
     out_index: torch.Tensor  # (T·heads,) packed output row of each token's head
-    out_inverse: torch.Tensor  # (heads·slots,) token row of each packed output row, T·heads if none
+    out_inverse: torch.Tensor  # (heads·slots,) token row of each packed output row (any row where none)
+    out_unread: torch.Tensor | None  # packed output rows of slots without a token (None: every slot has one)
     padding: torch.Tensor | None  # (slots,) 1.0 at slots without a token: timm's padding or empty (None: no padding)
 
 
 def packed_rows(packing: WindowPacking, heads: int) -> PackedRows:
     """The packing's gather indices for `heads` heads (see `PackedRows`)."""
-    source, token_slot = packing.source, packing.token_slot  # (slots,), (T,)
+    source, token_slot, tokenless = packing.source, packing.token_slot, packing.tokenless_slots  # (slots,), (T,), (E,)
     tokens, slots = len(token_slot), len(source)
     per_head = torch.arange(heads, device=source.device)
     per_row = torch.arange(3 * heads, device=source.device)
     no_token = source == tokens
+    token_of_slot = source.masked_fill(no_token, 0)  # empty slots read token 0 (never attended: see PackedQKV)
+    by_slot = (source if packing.has_padding else token_of_slot).view(1, -1)
     return PackedRows(
-        qkv_index=(per_row.view(-1, 1) + 3 * heads * source).view(-1),  # [T; bias] rows follow (token, row)
+        qkv_index=(per_row.view(-1, 1) + 3 * heads * by_slot).view(-1),  # rows follow (token, row) in qkv's output
         qkv_inverse=(token_slot.view(-1, 1) + slots * per_row).view(-1),
         out_index=(token_slot.view(-1, 1) + slots * per_head).view(-1),
-        out_inverse=torch.where(no_token, tokens * heads, heads * source + per_head.view(-1, 1)).view(-1),
+        out_inverse=(heads * token_of_slot + per_head.view(-1, 1)).view(-1),
+        out_unread=(tokenless + slots * per_head.view(-1, 1)).view(-1) if len(tokenless) else None,
         padding=no_token.float() if packing.has_padding else None,
     )
 
@@ -234,43 +262,42 @@ def packed_window_attention(
     channels = normed.shape[-1]
     qkv = attn.qkv(normed).view(samples, -1, channels // heads)  # S, T·3·heads, d
     bias_rows = attn.qkv.bias if attn.qkv.bias is not None else qkv.new_zeros(3 * channels)
-    padding = rows.padding if bias_rows.requires_grad else None
-    packed = PackedQKV.apply(qkv, bias_rows.view(3 * heads, -1), rows.qkv_index, rows.qkv_inverse, padding)
-    query, key, value = packed.view(samples, 3, heads * bins, capacity, -1).unbind(1)  # each S, heads·bins, cap, d
+    packed = PackedQKV.apply(qkv, bias_rows.view(3 * heads, -1), rows.qkv_index, rows.qkv_inverse, rows.padding)
+    packed = packed.view(samples, 3, heads * bins, capacity, -1)  # S, q/k/v, heads·bins, cap, d
     dropout = attn.attn_drop.p if attn.training else 0.0
     if masks.slot_one_hot is None and dropout == 0.0:
         bias = packed_bias_by_gather(attn, masks).transpose(0, 1).reshape(heads * bins, capacity, capacity)
-        out = BinAttention.apply(query, key, value, bias, attn.scale)  # S, heads·bins, cap, d
+        out = BinAttention.apply(packed, bias, attn.scale)  # S, heads·bins, cap, d
     else:  # torch's attention: on a GPU, and for attention dropout (0 in timm's Swin configs)
         build = packed_bias_by_matmul if masks.slot_one_hot is not None else packed_bias_by_gather
-        bias = build(attn, masks).transpose(0, 1).to(query.dtype)  # heads, bins, cap, cap
+        bias = build(attn, masks).transpose(0, 1).to(packed.dtype)  # heads, bins, cap, cap
         bias = bias.repeat(samples, 1, 1, 1) if samples > 1 else bias  # S·heads, bins, cap, cap
-        shape = (samples * heads, bins, capacity, -1)
+        query, key, value = (part.reshape(samples * heads, bins, capacity, -1) for part in packed.unbind(1))
         out = F.scaled_dot_product_attention(
-            query.reshape(shape), key.reshape(shape), value.reshape(shape), attn_mask=bias, dropout_p=dropout,
-            scale=attn.scale,
+            query, key, value, attn_mask=bias, dropout_p=dropout, scale=attn.scale
         )  # S·heads, bins, cap, d
-    out = gather_rows(out.reshape(samples, -1, out.shape[-1]), rows.out_index, rows.out_inverse)  # S, T·heads, d
-    return attn.proj_drop(attn.proj(out.view(-1, channels)))
+    out = gather_rows(out.reshape(samples, -1, out.shape[-1]), rows.out_index, rows.out_inverse, rows.out_unread)
+    return attn.proj_drop(attn.proj(out.view(-1, channels)))  # from S, T·heads, d
 
 
 class TableRows(torch.autograd.Function):
-    """Columns `index` of a (heads, rows) table; the backward sums the gradient of every column that read a row
-    into it with one flat `scatter_add_` (many pairs read one row: a real merge). torch's `index_add_` along
-    dim 1, the backward of `index_select`, ran 25x slower with two threads than with one here (2026-12-04)."""
+    """Columns `index` of a (heads, rows) table, and in the backward the sum of the gradients of every column
+    that read a row (many pairs read one row: a real merge); both one `gather` / `scatter_add_` along the columns
+    with the index broadcast over the heads, the fastest of torch's CPU kernels for this here with two threads
+    (2026-12-05: `index_select` along dim 1 runs on one thread; its backward `index_add_` ran 25x slower with two
+    threads than with one; a flat scatter over heads · pairs needs its index built per step)."""
 
     @staticmethod
     def forward(ctx, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(index)
         ctx.rows = table.shape[1]
-        return table.index_select(1, index)
+        return table.gather(1, index.expand(table.shape[0], -1))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (index,) = ctx.saved_tensors
         heads = grad.shape[0]
-        flat = (index + ctx.rows * torch.arange(heads, device=index.device).view(-1, 1)).view(-1)  # heads · pairs
-        return grad.new_zeros(heads * ctx.rows).scatter_add_(0, flat, grad.reshape(-1)).view(heads, -1), None
+        return grad.new_zeros(heads, ctx.rows).scatter_add_(1, index.expand(heads, -1), grad), None
 
 
 def packed_bias_by_gather(attn: WindowAttention, masks: PackedMasks) -> torch.Tensor:

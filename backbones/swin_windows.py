@@ -138,6 +138,7 @@ class WindowPacking:
     token_bin: torch.Tensor  # (num_tokens,) bin of each visible token
     token_offset: torch.Tensor  # (num_tokens,) its slot within the bin
     token_slot: torch.Tensor  # (num_tokens,) its flat slot, bin · capacity + offset: the inverse of `source`
+    tokenless_slots: torch.Tensor  # (E,) the flat slots holding no token: timm's padding sites and empty slots
     slot_group: torch.Tensor  # (num_bins, capacity) attention group of each slot, -1 when empty
     slot_position: torch.Tensor  # (num_bins, capacity) position of each slot inside its window
     relative_position_index: torch.Tensor  # timm's window-area × window-area bias-table index
@@ -229,6 +230,7 @@ def pack_windows(
         token_bin=bin_of[group_of[:num_tokens]],
         token_offset=offset[:num_tokens],
         token_slot=slot[:num_tokens],
+        tokenless_slots=(source == num_tokens).nonzero()[:, 0],
         slot_group=slot_group.view(num_bins, capacity),
         slot_position=slot_position.view(num_bins, capacity),
         relative_position_index=relative_position_index,

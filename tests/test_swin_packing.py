@@ -1,6 +1,8 @@
 """Swin's packed attention step: gathers whose backward is a gather, the bin attention against torch's, and a step
 with no scatter-add of moved tokens and no device-side mask checks."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -38,14 +40,16 @@ def random_visible(batch: int, grid: int, seed: int = 0) -> torch.Tensor:
 
 @pytest.mark.parametrize("unread", [0, 5])
 def test_gather_rows_backward_equals_the_scatter_add_of_indexing(unread: int) -> None:
-    """A permutation, or rows that are never read (their gradient is zero): forward and backward are exact."""
+    """A permutation, or rows that are never read (their gradient is zero, whatever their `inverse` entry):
+    forward and backward are exact."""
     generator = torch.Generator().manual_seed(0)
     rows = torch.randn(2, 40, 3, generator=generator, requires_grad=True)
-    index = torch.randperm(40, generator=generator)[: 40 - unread]
-    inverse = torch.full((40,), len(index), dtype=torch.long)
+    order = torch.randperm(40, generator=generator)
+    index, never_read = order[: 40 - unread], order[40 - unread :]
+    inverse = torch.randint(len(index), (40,), generator=generator)  # unread rows: any output row
     inverse[index] = torch.arange(len(index))
     weights = torch.randn(2, len(index), 3, generator=generator)
-    out = gather_rows(rows, index, inverse)
+    out = gather_rows(rows, index, inverse, never_read if unread else None)
     (grad,) = torch.autograd.grad((out * weights).sum(), rows)
     expected = rows[:, index]  # advanced indexing: its backward scatters with accumulation
     (expected_grad,) = torch.autograd.grad((expected * weights).sum(), rows)
@@ -83,18 +87,68 @@ def test_packed_qkv_equals_indexing_token_and_bias_rows_with_gradients(shared: b
     assert torch.allclose(grads[1], expected_grads[1], atol=1e-5) and float(grads[1].abs().sum()) > 0
 
 
-def test_bin_attention_equals_torch_attention_with_bias_gradients() -> None:
-    """Two samples sharing one bias with blocked (-inf) pairs: output and the q, k, v and bias gradients."""
+def test_packed_qkv_without_padding_moves_token_rows_only() -> None:
+    """Where timm does not pad (Swin-T at 224 px), empty slots read some token's rows instead of a copied bias
+    row; token slots hold their tokens' rows, and with the empty slots' gradient zero, as attention gives them,
+    every token row gets exactly its own slot's gradient."""
+    encoder = SwinEncoder(TINY, input_size=224)
+    visible = random_visible(2, 7)
+    packing = encoder.planner("cpu")(visible)[1].packings[1]  # stage 1, shifted windows
+    assert not packing.has_padding and len(packing.tokenless_slots) > 0
+    heads, dim = 2, 4
+    rows_of = packed_rows(packing, heads)
+    assert rows_of.padding is None
+    generator = torch.Generator().manual_seed(1)
+    tokens, slots = len(packing.token_slot), len(packing.source)
+    rows = torch.randn(1, tokens * 3 * heads, dim, generator=generator, requires_grad=True)
+    bias = torch.randn(3 * heads, dim, generator=generator, requires_grad=True)
+    weights = torch.randn(1, 3 * heads * slots, dim, generator=generator)
+    weights.view(1, 3 * heads, slots, dim)[:, :, packing.tokenless_slots] = 0
+    out = PackedQKV.apply(rows, bias, rows_of.qkv_index, rows_of.qkv_inverse, rows_of.padding)
+    (grad,) = torch.autograd.grad((out * weights).sum(), rows)
+    has_token = torch.ones(slots, dtype=torch.bool)
+    has_token[packing.tokenless_slots] = False
+    token_rows = out.view(1, 3 * heads, slots, dim)[:, :, has_token]  # 1, 3·heads, T, d in slot order
+    expected = rows.view(1, tokens, 3 * heads, dim).transpose(1, 2)[:, :, packing.source[has_token]]
+    assert torch.equal(token_rows, expected)
+    (expected_grad,) = torch.autograd.grad((rows[:, rows_of.qkv_index] * weights).sum(), rows)
+    assert torch.equal(grad, expected_grad)
+
+
+def test_attention_derived_on_the_host_gives_the_step_derived_on_the_device() -> None:
+    """A CPU plan carries each packing's masks and gather rows; without them the step derives the same."""
+    encoder = small_encoder().train()
+    visible = random_visible(2, 2)
+    planner = encoder.planner("cpu")
+    assert planner.derive_on_host
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    results = []
+    for plan in (planner(visible), replace(planner, derive_on_host=False)(visible)):
+        encoder.zero_grad(set_to_none=True)
+        torch.manual_seed(5)  # the same stochastic-depth draws
+        outputs = encoder(images, visible, plan)
+        sum(output.square().mean() for output in outputs).backward()
+        grads = [parameter.grad.clone() for parameter in encoder.parameters() if parameter.grad is not None]
+        results.append(([output.detach() for output in outputs], grads))
+    (outs_host, grads_host), (outs_device, grads_device) = results
+    assert all(torch.equal(a, b) for a, b in zip(outs_host, outs_device, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(grads_host, grads_device, strict=True))
+
+
+@pytest.mark.parametrize("samples", [1, 2])
+def test_bin_attention_equals_torch_attention_with_bias_gradients(samples: int) -> None:
+    """One or two samples sharing one bias with blocked (-inf) pairs: output and the packed q, k, v gradient and
+    the bias gradient."""
     generator = torch.Generator().manual_seed(0)
-    query, key, value = (torch.randn(2, 6, 5, 4, generator=generator, requires_grad=True) for _ in range(3))
+    packed = torch.randn(samples, 3, 6, 5, 4, generator=generator, requires_grad=True)  # S, q/k/v, bins, cap, d
     bias = torch.randn(6, 5, 5, generator=generator)
     bias[:, :2, 3:] = bias[:, 3:, :2] = float("-inf")  # two groups per bin
     bias.requires_grad_(True)
-    weights = torch.randn(2, 6, 5, 4, generator=generator)
-    out = BinAttention.apply(query, key, value, bias, 0.3)
-    grads = torch.autograd.grad((out * weights).sum(), (query, key, value, bias))
-    expected = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, scale=0.3)
-    expected_grads = torch.autograd.grad((expected * weights).sum(), (query, key, value, bias))
+    weights = torch.randn(samples, 6, 5, 4, generator=generator)
+    out = BinAttention.apply(packed, bias, 0.3)
+    grads = torch.autograd.grad((out * weights).sum(), (packed, bias))
+    expected = F.scaled_dot_product_attention(*packed.unbind(1), attn_mask=bias, scale=0.3)
+    expected_grads = torch.autograd.grad((expected * weights).sum(), (packed, bias))
     assert torch.allclose(out, expected, atol=1e-6)
     for grad, expected_grad in zip(grads, expected_grads, strict=True):
         assert torch.allclose(grad, expected_grad, atol=1e-5)
