@@ -125,7 +125,7 @@ class PackedQKV(torch.autograd.Function):
 class BinAttention(torch.autograd.Function):
     """softmax(q kᵀ · scale + bias) v over packed (S, 3, G, capacity, d) q, k, v bins with a (G, capacity,
     capacity) additive bias shared by the S samples; the backward gives the bias its gradient (the softmax
-    gradient) in the same pass, and writes the q, k, v gradients into one packed tensor.
+    gradient) in the same pass, and returns the q, k, v gradients as one packed tensor.
 
     One batched matmul each way and no mask checks: blocked pairs carry -inf in `bias`, and no row is fully
     blocked (`WindowPacking`). Runs in the inputs' dtype, autocast off.
@@ -150,21 +150,13 @@ class BinAttention(torch.autograd.Function):
         with torch.autocast(q.device.type, enabled=False):
             grad_out = grad_out.reshape(q.shape).to(q.dtype)
             grad_scores = torch._softmax_backward_data(torch.bmm(grad_out, v.transpose(1, 2)), probs, -1, probs.dtype)
-            grad = q.new_empty(ctx.shape)  # S, 3, G, cap, d: the packed q, k, v gradients
-            write_product(grad[:, 0], grad_scores, k, ctx.scale)
-            write_product(grad[:, 1], grad_scores.transpose(1, 2), q, ctx.scale)
-            write_product(grad[:, 2], probs.transpose(1, 2), grad_out, 1.0)
+            grad_q = torch.bmm(grad_scores, k).mul_(ctx.scale)
+            grad_k = torch.bmm(grad_scores.transpose(1, 2), q).mul_(ctx.scale)
+            grad_v = torch.bmm(probs.transpose(1, 2), grad_out)
+            grad = torch.stack([part.view(samples, -1, *q.shape[1:]) for part in (grad_q, grad_k, grad_v)], 1)
             grad_bias = grad_scores.view(samples, -1, *grad_scores.shape[1:])
             grad_bias = grad_bias[0] if samples == 1 else grad_bias.sum(0)
         return grad, grad_bias, None
-
-
-def write_product(into: torch.Tensor, left: torch.Tensor, right: torch.Tensor, alpha: float) -> None:
-    """`into` ← alpha · (left @ right) for batched matrices; the matmul writes a contiguous `into` itself."""
-    if into.is_contiguous():
-        into.view(len(left), *into.shape[-2:]).baddbmm_(left, right, beta=0.0, alpha=alpha)
-    else:
-        into.copy_(torch.bmm(left, right).mul_(alpha).view(into.shape))
 
 
 def embed_visible_patches(patch_embed: nn.Module, images: torch.Tensor, sites: TokenSites) -> torch.Tensor:

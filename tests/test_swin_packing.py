@@ -211,3 +211,24 @@ def test_a_sparse_step_moves_tokens_by_gathers_and_checks_no_masks_on_the_device
     assert nodes.count("TableRowsBackward") == sum(len(stage.blocks) for stage in encoder.model.layers)
     assert "GatherRowsBackward" in nodes and "BinAttentionBackward" in nodes
     assert "aten::all" not in {event.key for event in prof.key_averages()}
+
+
+@pytest.mark.slow
+def test_compiled_sparse_swin_trains_under_bf16_autocast() -> None:
+    """`torch.compile` of the sparse Swin step under CPU bf16 autocast (what `--compile --amp` runs): the packed
+    attention's custom functions trace with the dtypes autocast gives them, and match the eager step."""
+    encoder = small_encoder().train()
+    visible = random_visible(2, 2)
+    plan = encoder.planner("cpu")(visible)
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(6))
+    results = []
+    for run in (encoder, torch.compile(encoder, dynamic=False)):
+        encoder.zero_grad(set_to_none=True)
+        torch.manual_seed(7)  # the same stochastic-depth draws
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            outputs = run(images, visible, plan)
+        sum(output.float().square().mean() for output in outputs).backward()
+        results.append(([output.detach().float() for output in outputs], encoder.model.patch_embed.proj.weight.grad))
+    (eager, eager_grad), (compiled, compiled_grad) = results
+    assert all(torch.allclose(a, b, atol=0.05, rtol=0.05) for a, b in zip(eager, compiled, strict=True))
+    assert torch.allclose(eager_grad, compiled_grad, atol=0.05 * float(eager_grad.abs().max()))
