@@ -17,7 +17,11 @@ For each backbone and mode, in training mode:
 - saved for backward: the bytes of the tensors one forward keeps for its backward (each storage once, weights
   left out), counted exactly through `torch.autograd.graph.saved_tensors_hooks`. Whether these scale with the
   visible sites is what decides a training step's memory, and the count has none of the RSS figure's noise;
-- FLOPs: forward multiply-adds counted by `hiermae.model.flops.count_flops` (fvcore plus handles for custom ops).
+- FLOPs: forward multiply-adds counted by `hiermae.model.flops.count_flops` (fvcore plus handles for custom ops);
+- CPU placement (CPU runs with two or more threads): before every timed round, `cpu_placement.handoff_ratio`
+  tells whether the first two CPUs share a last-level cache; the table gives the rounds in which they did. On a VM
+  the host may move its vCPUs between such placements, and 2-thread sparse steps run 15–20 % slower when they do
+  not share one (see `cpu_placement.py`), so ratios are comparable between runs with like placements.
 Works for every name `hiermae.build_encoder` accepts (ResNet, ConvNeXt, Swin, ViT).
 """
 
@@ -36,6 +40,8 @@ from hiermae.backbones.build import build_encoder
 from hiermae.masking.masks import RandomMask
 from hiermae.model.flops import count_flops
 from hiermae.utils.resources import step_peak_rss_bytes
+
+from cpu_placement import SPLIT_ABOVE, handoff_ratio
 
 
 def make_inputs(
@@ -84,14 +90,17 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def interleaved_step_seconds(steps: dict[str, Callable[[], None]], device: str, warmup: int, repeats: int
-                             ) -> dict[str, float]:  # fmt: skip
-    """Median wall-clock time of each step, the steps taking turns so that load on the machine hits all alike."""
+def interleaved_step_seconds(steps: dict[str, Callable[[], None]], device: str, warmup: int, repeats: int,
+                             before_round: Callable[[], None] | None = None) -> dict[str, float]:  # fmt: skip
+    """Median wall-clock time of each step, the steps taking turns so that load on the machine hits all alike;
+    `before_round` runs before each timed round."""
     for _ in range(warmup):
         for step in steps.values():
             step()
     times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
+        if before_round is not None:
+            before_round()
         for name, step in steps.items():
             synchronize(device)
             start = time.perf_counter()
@@ -137,11 +146,13 @@ def measure(args: argparse.Namespace, name: str) -> dict[str, dict[str, float]]:
     images, visible = make_inputs(args.batch, args.input, args.mask_ratio, args.device, args.in_chans)
     encoders = {"dense": dense, "sparse": sparse}
     plans = {"dense": None, "sparse": sparse.plan_for(visible, args.device)}
-    seconds = {}
+    seconds, handoffs = {}, []
     if not args.memory_only:
         steps = {mode: partial(train_step, encoder, images, visible, plans[mode]) for mode, encoder in encoders.items()}
-        seconds = interleaved_step_seconds(steps, args.device, args.warmup, args.repeats)
-    results = {}
+        probe = args.device == "cpu" and torch.get_num_threads() > 1
+        placement = (lambda: handoffs.append(handoff_ratio())) if probe else None
+        seconds = interleaved_step_seconds(steps, args.device, args.warmup, args.repeats, placement)
+    results: dict[str, dict[str, float]] = {}
     for mode, encoder in encoders.items():
         results[mode] = {"step_ms": 1000 * seconds[mode]} if seconds else {}
         results[mode]["peak_mib"] = peak_memory_bytes(args, name, mode == "sparse") / 2**20
@@ -149,7 +160,17 @@ def measure(args: argparse.Namespace, name: str) -> dict[str, dict[str, float]]:
         if not args.memory_only:
             results[mode]["gflops"] = count_flops(encoder, (images, visible)) / 1e9
         print(f"{name} {mode}: " + ", ".join(f"{k} {v:.1f}" for k, v in results[mode].items()), flush=True)
+    if handoffs and None not in handoffs:
+        results["cpu_placement"] = {"handoff_ratios": handoffs}
     return results
+
+
+def placement_cell(results: dict[str, dict]) -> str:
+    """'k/n': in k of the n timed rounds the first two CPUs shared a last-level cache ('–': not probed)."""
+    if "cpu_placement" not in results:
+        return "–"
+    ratios = results["cpu_placement"]["handoff_ratios"]
+    return f"{sum(ratio <= SPLIT_ABOVE for ratio in ratios)}/{len(ratios)}"
 
 
 def profile_step(args: argparse.Namespace, name: str, top: int = 12) -> None:
@@ -178,8 +199,8 @@ def markdown_table(runs: list[tuple[int, int, dict[str, dict[str, dict[str, floa
     """One row per (input size, batch, backbone): dense, sparse and their ratio for each figure."""
     lines = [
         "| input, batch | backbone | fwd+bwd dense ms | sparse ms | speed-up | peak dense MiB | sparse MiB | ratio "
-        "| saved for backward dense MiB | sparse MiB | ratio | GFLOPs dense | sparse | ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| saved for backward dense MiB | sparse MiB | ratio | GFLOPs dense | sparse | ratio | rounds on one L3 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for size, batch, results in runs:
         for name, r in results.items():
@@ -189,7 +210,7 @@ def markdown_table(runs: list[tuple[int, int, dict[str, dict[str, dict[str, floa
                 f"| {d['step_ms'] / s['step_ms']:.2f}x | {d['peak_mib']:.0f} | {s['peak_mib']:.0f} "
                 f"| {s['peak_mib'] / d['peak_mib']:.2f} | {d['saved_mib']:.0f} | {s['saved_mib']:.0f} "
                 f"| {s['saved_mib'] / d['saved_mib']:.2f} | {d['gflops']:.2f} | {s['gflops']:.2f} "
-                f"| {s['gflops'] / d['gflops']:.2f} |"
+                f"| {s['gflops'] / d['gflops']:.2f} | {placement_cell(r)} |"
             )
     return "\n".join(lines)
 
