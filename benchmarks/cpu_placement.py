@@ -26,6 +26,11 @@ import torch
 SPLIT_ABOVE = 1.5  # handoff ratios above this: the two CPUs do not share a last-level cache
 
 
+def shares_cache(ratio: float) -> bool:
+    """Whether a `handoff_ratio` says the two CPUs share a last-level cache."""
+    return ratio <= SPLIT_ABOVE
+
+
 class PinnedWorker:
     """A thread pinned to one CPU that runs the functions it is given, one at a time, and times each."""
 
@@ -85,7 +90,7 @@ def main() -> None:
         ratio = handoff_ratio()
         if ratio is None:
             raise SystemExit("cpu_placement: this process may run on one CPU only")
-        print(f"handoff {ratio:.2f}: {'split L3' if ratio > SPLIT_ABOVE else 'one L3'}", flush=True)
+        print(f"handoff {ratio:.2f}: {'one L3' if shares_cache(ratio) else 'split L3'}", flush=True)
         time.sleep(args.interval)
 
 

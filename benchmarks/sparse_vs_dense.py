@@ -41,7 +41,7 @@ from hiermae.masking.masks import RandomMask
 from hiermae.model.flops import count_flops
 from hiermae.utils.resources import step_peak_rss_bytes
 
-from cpu_placement import SPLIT_ABOVE, handoff_ratio
+from cpu_placement import handoff_ratio, shares_cache
 
 
 def make_inputs(
@@ -138,7 +138,7 @@ def memory_probe(args: argparse.Namespace) -> None:
     print(step_peak_rss_bytes(lambda: train_step(encoder, images, visible)))
 
 
-def measure(args: argparse.Namespace, name: str) -> dict[str, dict[str, float]]:
+def measure(args: argparse.Namespace, name: str) -> dict[str, dict[str, float | list[float]]]:
     """Time, memory and FLOPs of the sparse encoder and the dense reference on the same weights and mask."""
     dense = encoder_for(args, name, False).to(args.device).train()
     sparse = encoder_for(args, name, True).to(args.device).train()
@@ -152,7 +152,7 @@ def measure(args: argparse.Namespace, name: str) -> dict[str, dict[str, float]]:
         probe = args.device == "cpu" and torch.get_num_threads() > 1
         placement = (lambda: handoffs.append(handoff_ratio())) if probe else None
         seconds = interleaved_step_seconds(steps, args.device, args.warmup, args.repeats, placement)
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, float | list[float]]] = {}
     for mode, encoder in encoders.items():
         results[mode] = {"step_ms": 1000 * seconds[mode]} if seconds else {}
         results[mode]["peak_mib"] = peak_memory_bytes(args, name, mode == "sparse") / 2**20
@@ -165,12 +165,12 @@ def measure(args: argparse.Namespace, name: str) -> dict[str, dict[str, float]]:
     return results
 
 
-def placement_cell(results: dict[str, dict]) -> str:
+def placement_cell(results: dict[str, dict[str, float | list[float]]]) -> str:
     """'k/n': in k of the n timed rounds the first two CPUs shared a last-level cache ('–': not probed)."""
     if "cpu_placement" not in results:
         return "–"
     ratios = results["cpu_placement"]["handoff_ratios"]
-    return f"{sum(ratio <= SPLIT_ABOVE for ratio in ratios)}/{len(ratios)}"
+    return f"{sum(map(shares_cache, ratios))}/{len(ratios)}"
 
 
 def profile_step(args: argparse.Namespace, name: str, top: int = 12) -> None:
@@ -195,7 +195,7 @@ def profile_step(args: argparse.Namespace, name: str, top: int = 12) -> None:
         print(prof.key_averages().table(sort_by=sort, row_limit=top))
 
 
-def markdown_table(runs: list[tuple[int, int, dict[str, dict[str, dict[str, float]]]]]) -> str:
+def markdown_table(runs: list[tuple[int, int, dict[str, dict[str, dict[str, float | list[float]]]]]]) -> str:
     """One row per (input size, batch, backbone): dense, sparse and their ratio for each figure."""
     lines = [
         "| input, batch | backbone | fwd+bwd dense ms | sparse ms | speed-up | peak dense MiB | sparse MiB | ratio "
